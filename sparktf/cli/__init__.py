@@ -1,0 +1,1 @@
+"""The ``sparktf`` command line: ``infer``, ``export`` and ``inspect``."""

@@ -1,0 +1,66 @@
+"""The sparktf exception hierarchy.
+
+Every error sparktf raises on purpose derives from :class:`SparkTFError`, so callers can
+catch one class, and tests can assert the precise subclass and message.
+
+Examples
+--------
+>>> from sparktf.errors import SparkTFError, TFRecordError
+>>> issubclass(TFRecordError, SparkTFError)
+True
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+__all__ = [
+    "SparkTFError",
+    "TFRecordError",
+    "SchemaError",
+    "ModelError",
+    "MappingError",
+    "close_matches",
+]
+
+
+class SparkTFError(Exception):
+    """Base class of all sparktf errors."""
+
+
+class TFRecordError(SparkTFError):
+    """A TFRecord file, record or feature is unreadable, corrupt or does not fit the schema."""
+
+
+class SchemaError(SparkTFError):
+    """A schema hint, a Spark type or a type conversion is not supported or malformed."""
+
+
+class ModelError(SparkTFError):
+    """A SavedModel is missing, unreadable, or cannot run on the given inputs."""
+
+
+class MappingError(SparkTFError):
+    """A column-to-tensor or tensor-to-column mapping names something that does not exist."""
+
+
+def close_matches(name: str, candidates: Iterable[str], *, n: int = 5) -> str:
+    """Format the names in ``candidates`` closest to ``name`` for an error message.
+
+    Examples
+    --------
+    >>> close_matches("imag", ["image", "label"])
+    "closest: 'image'"
+    >>> close_matches("zzz", ["image"])
+    "known: 'image'"
+    """
+    pool = sorted({str(c) for c in candidates})
+    best = difflib.get_close_matches(name, pool, n=n, cutoff=0.5)
+    if not best:
+        best = [c for c in pool if name.lower() in c.lower() or c.lower() in name.lower()][:n]
+    if best:
+        return "closest: " + ", ".join(repr(b) for b in best)
+    shown = ", ".join(repr(c) for c in pool[:20])
+    more = f" and {len(pool) - 20} more" if len(pool) > 20 else ""
+    return f"known: {shown}{more}" if pool else "there are none"

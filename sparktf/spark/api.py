@@ -1,0 +1,165 @@
+"""Driver-side API: register the data source, read and write TFRecords with save modes."""
+
+from __future__ import annotations
+
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from pyspark.sql.types import StructType
+
+from sparktf.errors import SchemaError, TFRecordError
+from sparktf.spark import commit
+from sparktf.spark.errors import reraise
+
+if TYPE_CHECKING:
+    from pyspark.sql import DataFrame, SparkSession
+
+SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
+_registered: weakref.WeakSet[Any] = weakref.WeakSet()
+_ALIASES = {
+    "record_type": "recordType",
+    "schema_hint": "schemaHint",
+    "sample_records": "sampleRecords",
+    "batch_size": "batchSize",
+    "ignore_corrupt_files": "ignoreCorruptFiles",
+    "ignore_corrupt_records": "ignoreCorruptRecords",
+}
+
+
+def register(spark: SparkSession) -> None:
+    """Register the ``tfrecord`` data source with ``spark`` (once per session).
+
+    Examples
+    --------
+    >>> import sparktf
+    >>> sparktf.register(spark)  # doctest: +SKIP
+    >>> spark.read.format("tfrecord").load("data/train")  # doctest: +SKIP
+    """
+    if spark in _registered:
+        return
+    from sparktf.spark.datasource import TFRecordDataSource
+
+    spark.dataSource.register(TFRecordDataSource)
+    _registered.add(spark)
+
+
+def parse_schema_hint(
+    spark: SparkSession, hint: str | StructType, *, record_type: str = "Example"
+) -> StructType:
+    """Parse a schema hint with Spark's own parser (``simpleString`` or DDL).
+
+    Examples
+    --------
+    >>> parse_schema_hint(spark, "struct<image:array<float>,label:bigint>")  # doctest: +SKIP
+    StructType([StructField('image', ArrayType(FloatType(), True), True), ...])
+    """
+    from pyspark.sql.types import _parse_datatype_string
+
+    from sparktf.tfrecord.types import columns_of
+
+    if isinstance(hint, StructType):
+        schema = hint
+    else:
+        try:
+            schema = _parse_datatype_string(hint)
+        except Exception as exc:  # Spark's ParseException and friends
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SchemaError(f"schema hint {hint!r} is malformed: {first}") from None
+        if not isinstance(schema, StructType):
+            raise SchemaError(
+                f"schema hint {hint!r}: expected a struct such as "
+                f"'struct<image:array<float>,label:bigint>', found {schema.simpleString()}"
+            )
+    if record_type != "ByteArray":
+        columns_of(schema, record_type)
+    return schema
+
+
+def _options(options: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for key, value in options.items():
+        if value is None:
+            continue
+        out[_ALIASES.get(key, key)] = str(value).lower() if isinstance(value, bool) else str(value)
+    return out
+
+
+def read_tfrecords(
+    spark: SparkSession,
+    path: str | list[str],
+    schema_hint: str | StructType | None = None,
+    **options: Any,
+) -> DataFrame:
+    """Read TFRecord files (file, directory, glob or list) into a DataFrame.
+
+    Parameters
+    ----------
+    spark : SparkSession
+    path : str or list of str
+    schema_hint : str or StructType, optional
+        Partial or full schema in Spark's ``simpleString``/DDL form; fields not named are
+        inferred from a sample of records.
+    **options
+        Data source options such as ``recordType``, ``compression``, ``sampleRecords``,
+        ``ignoreCorruptRecords`` (snake_case accepted too).
+
+    Examples
+    --------
+    >>> df = read_tfrecords(spark, "mnist/tfr/test",
+    ...                     schema_hint="struct<image:array<float>,label:array<float>>")
+    ... # doctest: +SKIP
+    """
+    register(spark)
+    opts = _options(options)
+    record_type = opts.get("recordType", "Example")
+    reader = spark.read.format("tfrecord").options(**opts)
+    if schema_hint is not None:
+        hint = parse_schema_hint(spark, schema_hint, record_type=record_type)
+        reader = reader.option("schemaHint", json.dumps(hint.jsonValue()))
+    target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
+    with reraise():
+        return reader.load(target)
+
+
+def write_tfrecords(
+    df: DataFrame,
+    path: str,
+    *,
+    mode: str = "errorifexists",
+    record_type: str = "Example",
+    compression: str = "none",
+    **options: Any,
+) -> None:
+    """Write ``df`` as TFRecord files under the directory ``path``.
+
+    ``mode`` is ``errorifexists`` (default), ``overwrite``, ``append`` or ``ignore``. The
+    files appear together with ``_SUCCESS`` when the job commits; a failed job leaves an
+    existing output untouched.
+
+    Examples
+    --------
+    >>> write_tfrecords(df, "out/train", mode="overwrite", compression="gzip")  # doctest: +SKIP
+    """
+    import os
+
+    spark = df.sparkSession
+    register(spark)
+    mode = mode.lower()
+    if mode not in SAVE_MODES:
+        raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
+    target = path[len("file:"):].removeprefix("//") if path.startswith("file:") else path
+    existing = commit.visible_entries(target)
+    if existing and mode in ("errorifexists", "error"):
+        raise TFRecordError(
+            f"output path {path} already exists ({len(existing)} entries); "
+            "use mode='overwrite' or mode='append'"
+        )
+    if existing and mode == "ignore":
+        return
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise TFRecordError(f"output path {path} exists and is not a directory")
+    opts = _options({"recordType": record_type, "compression": compression, **options})
+    writer = df.write.format("tfrecord").options(**opts)
+    with reraise():
+        writer.mode("overwrite" if mode == "overwrite" else "append").save(target)

@@ -1,0 +1,84 @@
+"""A commit protocol for the writer: stage per task, publish on job commit, clean on abort.
+
+Each task attempt writes into ``<out>/_temporary/<job>/<task>-<attempt>/``. Only the files
+named in the commit messages (one per successful task) are moved into ``<out>``; then
+``_SUCCESS`` is written. A failed job removes its staging directory and leaves ``<out>``
+as it was (an overwrite deletes the old files only at commit).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+from dataclasses import dataclass, field
+
+from pyspark.sql.datasource import WriterCommitMessage
+
+TEMPORARY = "_temporary"
+SUCCESS = "_SUCCESS"
+
+
+@dataclass
+class TaskCommit(WriterCommitMessage):
+    """What one task wrote: staged file (if any rows), final name and record count."""
+
+    staged: str | None
+    final: str | None
+    records: int
+    skipped: list[str] = field(default_factory=list)
+
+
+def staging_dir(out: str, job: str) -> str:
+    return os.path.join(out, TEMPORARY, job)
+
+
+def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> str:
+    """A fresh staging path for one task attempt's file."""
+    folder = os.path.join(staging_dir(out, job), f"{partition:05d}-{attempt}")
+    os.makedirs(folder, exist_ok=True)
+    return os.path.join(folder, name)
+
+
+def visible_entries(out: str) -> list[str]:
+    """Entries of ``out`` other than the staging area; empty when it does not exist."""
+    if not os.path.isdir(out):
+        return [out] if os.path.exists(out) else []
+    return [e for e in os.listdir(out) if e != TEMPORARY]
+
+
+def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool) -> int:
+    """Publish the staged files of ``messages``; returns the number of records committed."""
+    if overwrite:
+        for entry in visible_entries(out):
+            target = os.path.join(out, entry)
+            if os.path.isdir(target) and not os.path.islink(target):
+                shutil.rmtree(target)
+            else:
+                os.remove(target)
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out, SUCCESS))
+    total = 0
+    for message in messages:
+        if message is None:
+            continue
+        total += message.records
+        if message.staged:
+            os.replace(message.staged, os.path.join(out, message.final or ""))
+    _remove_staging(out, job)
+    with open(os.path.join(out, SUCCESS), "wb"):
+        pass
+    return total
+
+
+def abort_job(out: str, job: str) -> None:
+    """Remove what the job staged; drop ``out`` too when the job created it and it is empty."""
+    _remove_staging(out, job)
+    with contextlib.suppress(OSError):
+        os.rmdir(out)  # only succeeds when empty
+
+
+def _remove_staging(out: str, job: str) -> None:
+    shutil.rmtree(staging_dir(out, job), ignore_errors=True)
+    with contextlib.suppress(OSError):
+        os.rmdir(os.path.join(out, TEMPORARY))

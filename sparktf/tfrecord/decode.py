@@ -1,0 +1,228 @@
+"""Decode batches of serialized Example / SequenceExample records into Arrow record batches.
+
+The fast path parses a whole batch at once with ``tf.io.parse_example`` (or
+``parse_sequence_example``) into ragged values. When a batch does not parse that way (a
+feature of another kind than expected, a payload that is not an Example), the batch is
+decoded again record by record with TensorFlow's protobuf classes, which finds the exact
+record and feature at fault, or reads features whose kind differs between records.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+from pyspark.sql.pandas.types import to_arrow_schema
+from pyspark.sql.types import StructType
+
+from sparktf._tf import tensorflow
+from sparktf.errors import TFRecordError
+from sparktf.tfrecord.convert import Ragged, to_arrow
+from sparktf.tfrecord.types import Column, columns_of
+
+log = logging.getLogger(__name__)
+
+RECORD_TYPES = ("Example", "SequenceExample", "ByteArray")
+_KIND_FIELD = {"bytes": "bytes_list", "int64": "int64_list", "float": "float_list"}
+_FIELD_KIND = {v: k for k, v in _KIND_FIELD.items()}
+_NUMPY = {"bytes": object, "int64": np.int64, "float": np.float32}
+
+
+def check_record_type(value: str) -> str:
+    for known in RECORD_TYPES:
+        if value.lower() == known.lower():
+            return known
+    raise TFRecordError(
+        f"option recordType: expected one of {', '.join(RECORD_TYPES)}, found {value!r}"
+    )
+
+
+class Decoder:
+    """Decode batches of one file's records to Arrow, for a fixed schema and record type."""
+
+    def __init__(self, schema: StructType, record_type: str, *, skip_corrupt: bool = False):
+        self.record_type = record_type
+        self.schema = schema
+        self.arrow_schema = to_arrow_schema(schema)
+        self.columns: list[Column] = (
+            [] if record_type == "ByteArray" else columns_of(schema, record_type)
+        )
+        self.kinds = {c.name: c.preferred_kind for c in self.columns}
+        self.skip_corrupt = skip_corrupt
+        self.skipped = 0
+
+    # -- public -------------------------------------------------------------------------
+    def decode(self, serialized: Any, path: str, first: int) -> pa.RecordBatch:
+        """Decode one batch; ``serialized`` is a tf string tensor or a list of bytes."""
+        if self.record_type == "ByteArray":
+            values = serialized.numpy() if hasattr(serialized, "numpy") else serialized
+            return pa.record_batch([pa.array(values, pa.binary())], schema=self.arrow_schema)
+        tf = tensorflow()
+        try:
+            parsed = self._parse_fast(serialized)
+        except tf.errors.InvalidArgumentError as exc:
+            log.debug("bulk parse failed in %s near record %d: %s", path, first, exc)
+            return self._decode_slow(_as_list(serialized), path, first)
+        n = int(serialized.shape[0]) if hasattr(serialized, "shape") else len(serialized)
+        return self._assemble(parsed, n, path, first, lambda: _as_list(serialized))
+
+    # -- fast path ----------------------------------------------------------------------
+    def _spec(self, depths: Sequence[int]) -> dict[str, Any]:
+        tf = tensorflow()
+        dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
+        return {
+            c.name: tf.io.RaggedFeature(dtypes[self.kinds[c.name]])
+            for c in self.columns
+            if c.depth in depths
+        }
+
+    def _parse_fast(self, serialized: Any) -> dict[str, Ragged]:
+        tf = tensorflow()
+        if self.record_type == "Example":
+            tensors = tf.io.parse_example(serialized, self._spec((0, 1)))
+        else:
+            context, lists, _ = tf.io.parse_sequence_example(
+                serialized,
+                context_features=self._spec((0, 1)) or None,
+                sequence_features=self._spec((2,)) or None,
+            )
+            tensors = {**context, **lists}
+        return {
+            name: Ragged(
+                self.kinds[name],
+                t.flat_values.numpy(),
+                [s.numpy() for s in t.nested_row_splits],
+            )
+            for name, t in tensors.items()
+        }
+
+    def _assemble(
+        self, parsed: dict[str, Ragged], n: int, path: str, first: int, records: Any
+    ) -> pa.RecordBatch:
+        cache: dict[str, Any] = {}
+
+        def record(i: int) -> str:
+            return f"{path}: record {first + i}"
+
+        def presence_of(column: Column) -> Any:
+            def presence(rows: np.ndarray) -> np.ndarray:
+                if "records" not in cache:
+                    cache["records"] = records()
+                return np.array(
+                    [self._has(cache["records"][int(i)], column) for i in rows], dtype=bool
+                )
+
+            return presence
+
+        arrays = [
+            to_arrow(c, parsed[c.name], n, record=record, presence=presence_of(c))
+            for c in self.columns
+        ]
+        return pa.record_batch(arrays, schema=self.arrow_schema)
+
+    def _message(self, data: bytes) -> Any:
+        from tensorflow.core.example import example_pb2
+
+        cls = example_pb2.Example if self.record_type == "Example" else (
+            example_pb2.SequenceExample
+        )
+        return cls.FromString(data)
+
+    def _has(self, data: bytes, column: Column) -> bool:
+        message = self._message(data)
+        return column.name in self._container(message, column)
+
+    def _container(self, message: Any, column: Column) -> Any:
+        if self.record_type == "Example":
+            return message.features.feature
+        if column.depth == 2:
+            return message.feature_lists.feature_list
+        return message.context.feature
+
+    # -- slow path ----------------------------------------------------------------------
+    def _decode_slow(self, records: list[bytes], path: str, first: int) -> pa.RecordBatch:
+        from google.protobuf.message import DecodeError
+
+        messages, kept = [], []
+        for i, data in enumerate(records):
+            try:
+                messages.append(self._message(data))
+                kept.append(i)
+            except DecodeError as exc:
+                what = f"{path}: record {first + i}: not a valid tf.train.{self.record_type} ({exc})"
+                if not self.skip_corrupt:
+                    raise TFRecordError(
+                        what + "; check the recordType option (Example, SequenceExample or "
+                        "ByteArray)"
+                    ) from None
+                log.warning("skipping corrupt record: %s", what)
+                self.skipped += 1
+        parsed = {c.name: self._ragged_slow(c, messages, kept, path, first) for c in self.columns}
+        kept_records = [records[i] for i in kept]
+        batch = self._assemble(parsed, len(messages), path, first, lambda: kept_records)
+        return batch
+
+    def _ragged_slow(
+        self, column: Column, messages: list[Any], rows: list[int], path: str, first: int
+    ) -> Ragged:
+        kinds: set[str] = set()
+        chunks: list[tuple[str, list[Any]]] = []
+        row_len, step_len = [], []
+        present = np.zeros(len(messages), dtype=bool)
+        for j, message in enumerate(messages):
+            container = self._container(message, column)
+            if column.name not in container:
+                row_len.append(0)
+                continue
+            present[j] = True
+            features = (
+                list(container[column.name].feature) if column.depth == 2
+                else [container[column.name]]
+            )
+            row_len.append(len(features) if column.depth == 2 else None)
+            for feature in features:
+                field = feature.WhichOneof("kind")
+                values = list(getattr(feature, field).value) if field else []
+                kind = _FIELD_KIND.get(field or "", self.kinds[column.name])
+                if not column.accepts(kind):
+                    raise TFRecordError(
+                        f"{path}: record {first + rows[j]}: feature {column.name!r} is a {kind} "
+                        f"list, but column type {column.field.dataType.simpleString()} does not "
+                        f"accept it"
+                    )
+                kinds.add(kind)
+                chunks.append((kind, values))
+                step_len.append(len(values))
+                if column.depth != 2:
+                    row_len[-1] = len(values)
+        kind = self._settle_kind(column, kinds)
+        values = np.array(
+            [v for _, vals in chunks for v in vals], dtype=_NUMPY[kind]
+        ) if chunks else np.array([], dtype=_NUMPY[kind])
+        splits = [np.concatenate([[0], np.cumsum(row_len, dtype=np.int64)])]
+        if column.depth == 2:
+            splits.append(np.concatenate([[0], np.cumsum(step_len, dtype=np.int64)]))
+        return Ragged(kind, values, splits, present)
+
+    def _settle_kind(self, column: Column, kinds: set[str]) -> str:
+        """One kind for the batch; int64 widens to float when both appear under a float type."""
+        if not kinds:
+            return self.kinds[column.name]
+        if len(kinds) > 1 and kinds != {"int64", "float"}:
+            raise TFRecordError(
+                f"feature {column.name!r} holds {' and '.join(sorted(kinds))} lists in the same "
+                "batch of records; one column can read only one of them"
+            )
+        kind = "float" if kinds == {"int64", "float"} else next(iter(kinds))
+        self.kinds[column.name] = kind  # decode later batches in bulk with it
+        return kind
+
+
+def _as_list(serialized: Any) -> list[bytes]:
+    if hasattr(serialized, "numpy"):
+        return list(serialized.numpy())
+    return list(serialized)
+

@@ -1,0 +1,266 @@
+"""TFRecord framing: file listing, compression detection, and record-level reading/writing.
+
+A TFRecord file is a sequence of records, each framed as::
+
+    uint64 length | uint32 masked_crc32c(length) | byte data[length] | uint32 masked_crc32c(data)
+
+The fast read path lives in :mod:`sparktf.tfrecord.decode` (``tf.data``); the functions here
+are the exact, record-by-record reference used for diagnostics, skipping corrupt records, and
+writing.
+"""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import os
+import struct
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+import google_crc32c
+
+from sparktf.errors import TFRecordError
+
+COMPRESSIONS = ("none", "gzip", "zlib")
+EXTENSIONS = {"none": "", "gzip": ".gz", "zlib": ".zlib"}
+_MASK_DELTA = 0xA282EAD8
+_GZIP_MAGIC = b"\x1f\x8b"
+_HEADER = struct.Struct("<QI")
+_FOOTER = struct.Struct("<I")
+
+
+def masked_crc(data: bytes | memoryview) -> int:
+    """The masked CRC32C that TFRecord framing stores (CRC from ``google-crc32c``)."""
+    crc = google_crc32c.value(bytes(data))
+    return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
+
+
+def frame(data: bytes) -> bytes:
+    """Frame one record: length, masked length CRC, data, masked data CRC."""
+    length = struct.pack("<Q", len(data))
+    return length + struct.pack("<I", masked_crc(length)) + data + struct.pack(
+        "<I", masked_crc(data)
+    )
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith((".", "_")) or name.endswith(".crc")
+
+
+def _strip_scheme(path: str) -> str:
+    if path.startswith("file://"):
+        return path[len("file://") :]
+    if path.startswith("file:"):
+        return path[len("file:") :]
+    if "://" in path:
+        raise TFRecordError(
+            f"{path}: only local or mounted paths (or file://) are supported, "
+            "found a URL scheme"
+        )
+    return path
+
+
+def list_data_files(paths: str | Iterable[str]) -> list[str]:
+    """Expand files, directories (recursively, skipping ``_``/``.`` names) and globs.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "part-0.tfrecord").write_bytes(b""); _ = (d / "_SUCCESS").write_bytes(b"")
+    >>> [pathlib.Path(p).name for p in list_data_files(str(d))]
+    ['part-0.tfrecord']
+    """
+    items = [paths] if isinstance(paths, str) else list(paths)
+    if not items:
+        raise TFRecordError("no input path given")
+    found: list[str] = []
+    for raw in items:
+        path = _strip_scheme(str(raw))
+        matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
+        files = [f for m in matches for f in _expand(m)]
+        if not files:
+            what = "matches nothing" if glob.has_magic(path) or not os.path.exists(path) else (
+                "holds no data files (names starting with '_' or '.' are skipped)"
+            )
+            raise TFRecordError(f"input path {raw}: {what}")
+        found.extend(files)
+    return found
+
+
+def _expand(path: str) -> list[str]:
+    if os.path.isfile(path):
+        return [path]
+    out: list[str] = []
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
+        out.extend(os.path.join(root, n) for n in sorted(names) if not _is_hidden(n))
+    return out
+
+
+def resolve_compression(path: str, option: str | None) -> str:
+    """The compression of ``path``: the option when given, else gzip when the file starts
+    with gzip's magic bytes (whatever its name), else none.
+
+    Examples
+    --------
+    >>> resolve_compression("x.tfrecord", "GZIP")
+    'gzip'
+    """
+    if option:
+        value = option.strip().lower()
+        if value in ("", "auto"):
+            option = None
+        elif value not in COMPRESSIONS:
+            raise TFRecordError(
+                f"option compression: expected one of {', '.join(COMPRESSIONS)}, found {option!r}"
+            )
+        else:
+            return value
+    with open(path, "rb") as handle:
+        return "gzip" if handle.read(2) == _GZIP_MAGIC else "none"
+
+
+class _ZlibReader:
+    """A minimal readable stream over a zlib-compressed file."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw, self._z, self._buf = raw, zlib.decompressobj(), b""
+
+    def read(self, n: int) -> bytes:
+        while len(self._buf) < n and not self._z.eof:
+            chunk = self._raw.read(1 << 20)
+            self._buf += self._z.decompress(chunk) if chunk else self._z.flush()
+            if not chunk:
+                break
+        out, self._buf = self._buf[:n], self._buf[n:]
+        return out
+
+    def close(self) -> None:
+        self._raw.close()
+
+
+def open_records(path: str, compression: str) -> BinaryIO:
+    """Open ``path`` for reading record bytes, decompressing as needed."""
+    if compression == "gzip":
+        return gzip.open(path, "rb")  # type: ignore[return-value]
+    if compression == "zlib":
+        return _ZlibReader(open(path, "rb"))  # type: ignore[return-value]
+    return open(path, "rb", buffering=1 << 20)
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A corrupt spot in a TFRecord file: where, and what is wrong."""
+
+    path: str
+    record: int
+    offset: int
+    what: str
+
+    def message(self) -> str:
+        return f"{self.path}: record {self.record} at byte offset {self.offset}: {self.what}"
+
+
+def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes] | Problem]:
+    """Yield ``(record_number, offset, data)`` per record, or a :class:`Problem` and stop
+    at the first framing fault a reader cannot step over.
+
+    A record whose data CRC is wrong yields a :class:`Problem` and the scan goes on (the framing
+    is intact); a wrong length CRC or a truncation ends the scan.
+    """
+    try:
+        stream = open_records(path, compression)
+    except OSError as exc:
+        yield Problem(path, 0, 0, f"cannot open: {exc}")
+        return
+    offset, index = 0, 0
+    try:
+        while True:
+            try:
+                header = stream.read(12)
+            except (OSError, EOFError, zlib.error) as exc:
+                yield Problem(path, index, offset, f"cannot decompress ({compression}): {exc}")
+                return
+            if not header:
+                return
+            if len(header) < 12:
+                yield Problem(path, index, offset, f"truncated record header ({len(header)} "
+                              "of 12 bytes)")
+                return
+            length, length_crc = _HEADER.unpack(header)
+            if masked_crc(header[:8]) != length_crc:
+                yield Problem(path, index, offset, "corrupt length CRC (the framing is lost)")
+                return
+            try:
+                body = stream.read(length + 4)
+            except (OSError, EOFError, zlib.error, MemoryError) as exc:
+                yield Problem(path, index, offset, f"cannot read record: {exc}")
+                return
+            if len(body) < length + 4:
+                yield Problem(path, index, offset, f"truncated record: expected {length} data "
+                              f"bytes and a CRC, found {len(body)} bytes")
+                return
+            data = body[:length]
+            if masked_crc(data) != _FOOTER.unpack_from(body, length)[0]:
+                yield Problem(path, index, offset, "corrupt data CRC")
+            else:
+                yield index, offset, data
+            offset += 16 + length
+            index += 1
+    finally:
+        stream.close()
+
+
+def first_records(path: str, compression: str, limit: int) -> list[bytes]:
+    """Up to ``limit`` records from the start of ``path``; raises on the first problem."""
+    out: list[bytes] = []
+    if limit <= 0:
+        return out
+    for item in scan_records(path, compression):
+        if isinstance(item, Problem):
+            raise TFRecordError(item.message())
+        out.append(item[2])
+        if len(out) >= limit:
+            break
+    return out
+
+
+class RecordFileWriter:
+    """Write framed records to a file, compressed as asked."""
+
+    def __init__(self, path: str, compression: str = "none") -> None:
+        if compression not in COMPRESSIONS:
+            raise TFRecordError(f"compression: expected one of {COMPRESSIONS}, found {compression!r}")
+        raw = open(path, "wb")
+        if compression == "gzip":
+            self._out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)
+        else:
+            self._out = raw
+        self._raw, self._z = raw, zlib.compressobj() if compression == "zlib" else None
+        self.records = 0
+
+    def write_framed(self, blob: bytes) -> None:
+        """Write bytes that are already framed records."""
+        self._out.write(self._z.compress(blob) if self._z else blob)
+
+    def write(self, data: bytes) -> None:
+        """Frame and write one record."""
+        self.write_framed(frame(data))
+        self.records += 1
+
+    def close(self) -> None:
+        if self._z is not None:
+            self._out.write(self._z.flush())
+        self._out.close()
+        if self._raw is not self._out:
+            self._raw.close()
+
+    def __enter__(self) -> RecordFileWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

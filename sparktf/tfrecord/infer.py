@@ -1,0 +1,92 @@
+"""Schema inference from a bounded sample of records spread across files."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from sparktf.errors import TFRecordError
+from sparktf.tfrecord.framing import first_records, resolve_compression
+from sparktf.tfrecord.types import FeatureStats
+
+_FIELD_KIND = {"bytes_list": "bytes", "int64_list": "int64", "float_list": "float"}
+
+
+def sample_files(files: Sequence[str], max_files: int) -> list[str]:
+    """Up to ``max_files`` files spread evenly over ``files`` (first and last included)."""
+    if len(files) <= max_files:
+        return list(files)
+    step = (len(files) - 1) / (max_files - 1)
+    return [files[round(i * step)] for i in range(max_files)]
+
+
+def infer_features(
+    files: Sequence[str],
+    *,
+    record_type: str,
+    compression: str | None,
+    sample_records: int,
+    max_files: int = 32,
+) -> dict[str, FeatureStats]:
+    """Inspect up to ``sample_records`` records, taken from up to ``max_files`` files.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> from sparktf.tfrecord.framing import RecordFileWriter
+    >>> from tensorflow.core.example import example_pb2
+    >>> ex = example_pb2.Example()
+    >>> ex.features.feature["x"].float_list.value.extend([1.0, 2.0])
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.tfrecord")
+    >>> with RecordFileWriter(path) as w:
+    ...     w.write(ex.SerializeToString())
+    >>> stats = infer_features([path], record_type="Example", compression=None, sample_records=10)
+    >>> stats["x"].spark_type("x").simpleString()
+    'array<float>'
+    """
+    from google.protobuf.message import DecodeError
+    from tensorflow.core.example import example_pb2
+
+    cls = example_pb2.Example if record_type == "Example" else example_pb2.SequenceExample
+    chosen = sample_files(files, max_files)
+    per_file = max(1, math.ceil(sample_records / len(chosen)))
+    stats: dict[str, FeatureStats] = {}
+    for path in chosen:
+        records = first_records(path, resolve_compression(path, compression), per_file)
+        for index, data in enumerate(records):
+            try:
+                message = cls.FromString(data)
+            except DecodeError as exc:
+                raise TFRecordError(
+                    f"{path}: record {index}: not a valid tf.train.{record_type} ({exc}); "
+                    "check the recordType option (Example, SequenceExample or ByteArray)"
+                ) from None
+            _observe(message, record_type, path, stats)
+    return stats
+
+
+def _observe(message: object, record_type: str, path: str, stats: dict[str, FeatureStats]) -> None:
+    if record_type == "Example":
+        contexts, lists = message.features.feature, {}  # type: ignore[attr-defined]
+    else:
+        contexts = message.context.feature  # type: ignore[attr-defined]
+        lists = message.feature_lists.feature_list  # type: ignore[attr-defined]
+    for name, feature in contexts.items():
+        _note(stats, name, [feature], path, list_feature=False)
+    for name, feature_list in lists.items():
+        _note(stats, name, list(feature_list.feature), path, list_feature=True)
+
+
+def _note(
+    stats: dict[str, FeatureStats], name: str, features: list, path: str, *, list_feature: bool
+) -> None:
+    entry = stats.setdefault(name, FeatureStats(kinds={}))
+    entry.list_feature |= list_feature
+    for feature in features:
+        field = feature.WhichOneof("kind")
+        if field is None:
+            entry.not_single = True
+            continue
+        entry.kinds.setdefault(_FIELD_KIND[field], path)
+        if len(getattr(feature, field).value) != 1:
+            entry.not_single = True

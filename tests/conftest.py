@@ -1,0 +1,80 @@
+"""Shared pytest fixtures: one local SparkSession for the whole suite."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.fixture(scope="session")
+def spark() -> Iterator["pyspark.sql.SparkSession"]:  # noqa: F821
+    """A local[2] SparkSession bound to loopback, shared by every test."""
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[2]")
+        .appName("sparktf-tests")
+        .config("spark.driver.host", "127.0.0.1")
+        .config("spark.driver.bindAddress", "127.0.0.1")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.default.parallelism", "2")
+        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
+        .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder of small binary fixtures."""
+    return DATA
+
+
+# -- small SavedModels built once per session (see tests/models.py) ----------------------
+
+
+@pytest.fixture(scope="session")
+def mnist_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The TF1 MNIST-style SavedModel (x, y_, Relu, prediction; signature img -> pred)."""
+    from tests.models import build_mnist
+
+    return build_mnist(tmp_path_factory.mktemp("models") / "mnist_export")
+
+
+@pytest.fixture(scope="session")
+def tf2_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tf.saved_model.save model whose signature aliases differ from its tensor names."""
+    from tests.models import build_tf2
+
+    return build_tf2(tmp_path_factory.mktemp("models") / "tf2_export")
+
+
+@pytest.fixture(scope="session")
+def nobatch_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TF1 model with outputs that have no batch dimension."""
+    from tests.models import build_nobatch
+
+    return build_nobatch(tmp_path_factory.mktemp("models") / "nobatch_export")
+
+
+@pytest.fixture(scope="session")
+def types_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A TF1 model with inputs and outputs of many dtypes and ranks."""
+    from tests.models import build_types
+
+    return build_types(tmp_path_factory.mktemp("models") / "types_export")
