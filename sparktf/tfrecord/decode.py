@@ -63,7 +63,7 @@ class Decoder:
         tf = tensorflow()
         try:
             parsed = self._parse_fast(serialized)
-        except tf.errors.InvalidArgumentError as exc:
+        except (tf.errors.InvalidArgumentError, UnicodeDecodeError) as exc:
             log.debug("bulk parse failed in %s near record %d: %s", path, first, exc)
             return self._decode_slow(_as_list(serialized), path, first)
         n = int(serialized.shape[0]) if hasattr(serialized, "shape") else len(serialized)

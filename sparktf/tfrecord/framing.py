@@ -216,13 +216,14 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
 
 
 def first_records(path: str, compression: str, limit: int) -> list[bytes]:
-    """Up to ``limit`` records from the start of ``path``; raises on the first problem."""
+    """Up to ``limit`` records from the start of ``path``, stopping at the first problem
+    (reading the file reports it, or skips it when asked to)."""
     out: list[bytes] = []
     if limit <= 0:
         return out
     for item in scan_records(path, compression):
         if isinstance(item, Problem):
-            raise TFRecordError(item.message())
+            break
         out.append(item[2])
         if len(out) >= limit:
             break

@@ -51,17 +51,20 @@ def infer_features(
     chosen = sample_files(files, max_files)
     per_file = max(1, math.ceil(sample_records / len(chosen)))
     stats: dict[str, FeatureStats] = {}
+    failures: list[str] = []
     for path in chosen:
         records = first_records(path, resolve_compression(path, compression), per_file)
         for index, data in enumerate(records):
             try:
                 message = cls.FromString(data)
             except DecodeError as exc:
-                raise TFRecordError(
-                    f"{path}: record {index}: not a valid tf.train.{record_type} ({exc}); "
-                    "check the recordType option (Example, SequenceExample or ByteArray)"
-                ) from None
+                failures.append(f"{path}: record {index}: not a valid tf.train.{record_type} "
+                                f"({exc}); check the recordType option (Example, "
+                                "SequenceExample or ByteArray)")
+                continue
             _observe(message, record_type, path, stats)
+    if failures and not stats:
+        raise TFRecordError(failures[0])
     return stats
 
 

@@ -9,6 +9,7 @@ keep every good record.
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -21,6 +22,13 @@ from sparktf.tfrecord.framing import Problem, resolve_compression, scan_records
 
 log = logging.getLogger(__name__)
 _TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+_MOD = {"none": 1 << 64, "gzip": 1 << 32, "zlib": 1 << 64}
+
+
+def _faults(tf: object) -> tuple[type[Exception], ...]:
+    errors = tf.errors  # type: ignore[attr-defined]
+    return (errors.DataLossError, errors.OutOfRangeError, errors.InternalError,
+            errors.UnknownError, errors.InvalidArgumentError)
 
 
 @dataclass(frozen=True)
@@ -41,22 +49,43 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
     dataset = tf.data.TFRecordDataset(
         path, compression_type=_TF_COMPRESSION[compression], buffer_size=1 << 22
     ).batch(settings.batch_size).prefetch(2)
-    done = 0
+    done, consumed = 0, 0
     iterator = iter(dataset)
     while True:
         try:
             serialized = next(iterator)
         except StopIteration:
             break
-        except (tf.errors.DataLossError, tf.errors.OutOfRangeError, tf.errors.InternalError,
-                tf.errors.UnknownError, tf.errors.InvalidArgumentError) as exc:
+        except _faults(tf) as exc:
             yield from _recover(path, compression, decoder, settings, done, exc)
-            break
+            return
         batch = decoder.decode(serialized, path, done)
         done += int(serialized.shape[0])
+        consumed += 16 * int(serialized.shape[0])
+        consumed += int(tf.reduce_sum(tf.strings.length(serialized)))
         yield batch
+    if _expected_size(path, compression) not in (None, consumed % _MOD[compression]):
+        # tf.data stops quietly at a truncated header: find out what is left
+        yield from _recover(path, compression, decoder, settings, done, EOFError("tail"))
+        return
+    _report(path, decoder)
+
+
+def _report(path: str, decoder: Decoder) -> None:
     if decoder.skipped:
         log.warning("%s: skipped %d corrupt records", path, decoder.skipped)
+
+
+def _expected_size(path: str, compression: str) -> int | None:
+    """The uncompressed size of ``path`` when it can be known cheaply (mod 2**32 for gzip)."""
+    size = os.path.getsize(path)
+    if compression == "none":
+        return size
+    if compression == "gzip" and size >= 18:
+        with open(path, "rb") as handle:
+            handle.seek(-4, os.SEEK_END)
+            return int.from_bytes(handle.read(4), "little")
+    return None
 
 
 def _recover(
@@ -92,3 +121,4 @@ def _recover(
             pending = []
     if pending:
         yield decoder.decode(pending, path, first)
+    _report(path, decoder)
