@@ -25,15 +25,24 @@ _FEATURE_TAG = {"bytes": b"\x0a", "float": b"\x12", "int64": b"\x1a"}
 _SMALL = [bytes([i]) for i in range(128)]
 
 
+_MEMO: dict[int, bytes] = {}
+
+
 def varint(n: int) -> bytes:
     """Protobuf base-128 varint of a non-negative int."""
     if n < 128:
         return _SMALL[n]
+    known = _MEMO.get(n)
+    if known is not None:
+        return known
     out = bytearray()
-    while n >= 128:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+    rest = n
+    while rest >= 128:
+        out.append((rest & 0x7F) | 0x80)
+        rest >>= 7
+    out.append(rest)
+    if len(_MEMO) < 1 << 16:
+        _MEMO[n] = bytes(out)
     return bytes(out)
 
 
@@ -92,6 +101,23 @@ def _offsets(array: pa.Array) -> np.ndarray:
     return offsets - offsets[0]
 
 
+def _fixed_width(
+    key: bytes, flat: np.ndarray, offsets: np.ndarray, valid: np.ndarray
+) -> list[bytes | None] | None:
+    """Rows of one float array column that all hold the same number of values share one
+    header: build it once and append each row's raw bytes."""
+    lengths = np.diff(offsets)
+    if not valid.all() or len(lengths) == 0 or lengths[0] == 0 or (lengths != lengths[0]).any():
+        return None
+    width = int(lengths[0]) * 4
+    raw = flat.tobytes()
+    sample = _delimited(_TAG_LIST, key + _delimited(
+        _TAG_VALUE, _delimited(_FEATURE_TAG["float"], _delimited(_TAG_LIST, raw[:width]))))
+    head = sample[: len(sample) - width]
+    start = int(offsets[0]) * 4
+    return [head + raw[a : a + width] for a in range(start, start + width * len(lengths), width)]
+
+
 def encode_column(column: Column, array: pa.Array) -> list[bytes | None]:
     """Each row's map entry ``(name, Feature)`` or ``(name, FeatureList)``; None for null."""
     valid = array.is_valid().to_numpy(zero_copy_only=False)
@@ -103,11 +129,15 @@ def encode_column(column: Column, array: pa.Array) -> list[bytes | None]:
     if column.depth == 2:
         steps, inner = _offsets(inner), inner.flatten()
     kind, flat = _flat_values(column, inner)
+    key = _delimited(_TAG_LIST, column.name.encode("utf-8"))
+    if kind == "float" and column.depth == 1 and offsets is not None:
+        fixed = _fixed_width(key, flat, offsets, valid)  # type: ignore[arg-type]
+        if fixed is not None:
+            return fixed
     innermost = steps if steps is not None else offsets
     if innermost is None:
         innermost = np.arange(len(flat) + 1, dtype=np.int64)
     units = _units(kind, flat, innermost)
-    key = _delimited(_TAG_LIST, column.name.encode("utf-8"))
     out: list[bytes | None] = [None] * len(array)
     rows = np.flatnonzero(valid).tolist()
     if column.depth == 0:

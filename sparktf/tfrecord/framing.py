@@ -38,12 +38,28 @@ def masked_crc(data: bytes | memoryview) -> int:
     return (((crc >> 15) | (crc << 17)) + _MASK_DELTA) & 0xFFFFFFFF
 
 
+_HEADERS: dict[int, bytes] = {}
+
+
+def _header(size: int) -> bytes:
+    header = _HEADERS.get(size)
+    if header is None:
+        length = struct.pack("<Q", size)
+        header = length + struct.pack("<I", masked_crc(length))
+        if len(_HEADERS) < 1 << 16:
+            _HEADERS[size] = header
+    return header
+
+
 def frame(data: bytes) -> bytes:
-    """Frame one record: length, masked length CRC, data, masked data CRC."""
-    length = struct.pack("<Q", len(data))
-    return length + struct.pack("<I", masked_crc(length)) + data + struct.pack(
-        "<I", masked_crc(data)
-    )
+    """Frame one record: length, masked length CRC, data, masked data CRC.
+
+    Examples
+    --------
+    >>> frame(b"abc").hex()
+    '0300000000000000b099490e6162636e57f121'
+    """
+    return _header(len(data)) + data + _FOOTER.pack(masked_crc(data))
 
 
 def _is_hidden(name: str) -> bool:

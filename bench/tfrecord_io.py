@@ -1,0 +1,99 @@
+"""TFRecord read and write throughput: sparktf in Spark against TensorFlow in one process.
+
+Read: ``spark.read.format("tfrecord")`` into the ``noop`` sink, against
+``tf.data.TFRecordDataset`` + ``tf.io.parse_example`` on batches of 1024.
+Write: ``sparktf.write_tfrecords`` against a ``tf.io.TFRecordWriter`` loop that builds one
+``tf.train.Example`` per row. Both sides use the same records.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+from common import make_tfrecords, mnist, spark_session, timed, worker_peak_rss
+
+HINT = "struct<image:array<float>,label:array<float>>"
+
+
+def tf_read(files: list[str]) -> int:
+    import tensorflow as tf
+
+    spec = {"image": tf.io.FixedLenFeature([784], tf.float32),
+            "label": tf.io.FixedLenFeature([10], tf.float32)}
+    n = 0
+    for batch in tf.data.TFRecordDataset(files).batch(1024):
+        parsed = tf.io.parse_example(batch, spec)
+        n += int(parsed["image"].shape[0])
+    return n
+
+
+def tf_write_loop(path: str, records: int) -> int:
+    import tensorflow as tf
+
+    images, labels = mnist()
+    with tf.io.TFRecordWriter(path) as writer:
+        for i in range(records):
+            j = i % len(images)
+            example = tf.train.Example(features=tf.train.Features(feature={
+                "image": tf.train.Feature(float_list=tf.train.FloatList(value=images[j])),
+                "label": tf.train.Feature(float_list=tf.train.FloatList(value=labels[j])),
+            }))
+            writer.write(example.SerializeToString())
+    return records
+
+
+def sparktf_read(spark, path: str) -> None:
+    import sparktf
+
+    df = sparktf.read_tfrecords(spark, path, schema_hint=HINT)
+    df.write.format("noop").mode("overwrite").save()
+
+
+def sparktf_write(spark, source: str, out: str) -> None:
+    import sparktf
+
+    df = sparktf.read_tfrecords(spark, source, schema_hint=HINT)
+    sparktf.write_tfrecords(df, out, mode="overwrite")
+
+
+def run(work: Path, records: int, write_records: int, files: int) -> list[dict]:
+    data = make_tfrecords(work / f"read-{records}", records, files)
+    wdata = make_tfrecords(work / f"write-{write_records}", write_records, 2)
+    files_list = sorted(str(p) for p in data.glob("*.tfrecord"))
+    spark = spark_session()
+    rows = []
+    timed(sparktf_read, spark, str(wdata))  # warm the Python workers (TensorFlow import)
+    t_tf, _ = timed(tf_read, files_list)
+    with worker_peak_rss() as rss:
+        t_sp, _ = timed(sparktf_read, spark, str(data))
+    rows.append({"bench": "read", "who": "tf.data + parse_example (1 process)",
+                 "records": records, "seconds": t_tf})
+    rows.append({"bench": "read", "who": "sparktf read -> noop (local[2])", "records": records,
+                 "seconds": t_sp, "peak_rss_mib": rss["peak_mib"]})
+    out = Path(tempfile.mkdtemp(dir=work))
+    try:
+        t_loop, _ = timed(tf_write_loop, str(out / "loop.tfrecord"), write_records)
+        with worker_peak_rss() as rss:
+            t_w, _ = timed(sparktf_write, spark, str(wdata), str(out / "sparktf"))
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+    rows.append({"bench": "write", "who": "tf.io.TFRecordWriter loop (1 process)",
+                 "records": write_records, "seconds": t_loop})
+    rows.append({"bench": "write", "who": "sparktf read + write_tfrecords (local[2])",
+                 "records": write_records, "seconds": t_w, "peak_rss_mib": rss["peak_mib"]})
+    return rows
+
+
+def memory(work: Path, small: int, factor: int = 4) -> list[dict]:
+    """Peak worker RSS reading one file of ``small`` records and one of ``factor`` x more."""
+    spark = spark_session()
+    rows = []
+    for n in (small, small * factor):
+        data = make_tfrecords(work / f"mem-{n}", n, 1)
+        with worker_peak_rss() as rss:
+            seconds, _ = timed(sparktf_read, spark, str(data))
+        rows.append({"bench": "read memory", "who": f"sparktf read, one file of {n} records",
+                     "records": n, "seconds": seconds, "peak_rss_mib": rss["peak_mib"]})
+    return rows
