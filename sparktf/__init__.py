@@ -21,6 +21,10 @@ __all__ = [
     "read_tfrecords",
     "write_tfrecords",
     "parse_schema_hint",
+    "TFModel",
+    "load_metadata",
+    "export_checkpoint",
+    "list_operations",
     "SparkTFError",
     "TFRecordError",
     "SchemaError",
@@ -33,6 +37,10 @@ _LAZY = {
     "read_tfrecords": "sparktf.spark.api",
     "write_tfrecords": "sparktf.spark.api",
     "parse_schema_hint": "sparktf.spark.api",
+    "TFModel": "sparktf.ml",
+    "load_metadata": "sparktf.model",
+    "export_checkpoint": "sparktf.model.export",
+    "list_operations": "sparktf.model.export",
 }
 
 

@@ -1,0 +1,402 @@
+"""``TFModel``: a Spark ML Transformer that scores a DataFrame with a TensorFlow SavedModel.
+
+The driver reads the model's metadata, checks every name, dtype and shape it can, and
+derives the output schema, so :meth:`TFModel.transform` returns at once without a Spark job.
+Workers then load the model once per Python process and score Arrow batches
+(:mod:`sparktf.model.runtime`).
+
+Output column types (from the tensor's dtype and static shape; rank 1 -> scalar,
+rank 2 -> array, rank >= 3 -> nested arrays):
+
+============================  ===========
+tensor dtype                  Spark type
+============================  ===========
+float16, float32              float
+float64                       double
+int8, int16, int32, uint8,    int
+uint16
+int64, uint32                 bigint
+bool                          boolean
+string                        binary (``.cast("string")`` decodes UTF-8)
+============================  ===========
+
+Inputs: numeric, boolean, string and binary columns and (nested) arrays of them feed
+tensors of the dtype the model declares (rules in :mod:`sparktf.model.convert`; double into
+float32 rounds, floating into integer tensors is refused). A flat array is reshaped to the
+tensor's static shape (784 values -> [None, 28, 28, 1]); all rows of a batch must fit it.
+A null cell or array element is a :class:`~sparktf.errors.ModelError` naming the column and
+the row within the batch: fill or drop nulls first.
+
+Examples
+--------
+>>> model = TFModel(exportDir="mnist_export", inputMapping={"image": "x"},
+...                 outputMapping={"prediction": "prediction", "Relu": "features"})
+>>> model.transform(df).printSchema()  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import functools
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import tempfile
+import threading
+from typing import Any
+
+from pyspark import keyword_only
+from pyspark.ml import Model
+from pyspark.ml.param import Param, Params, TypeConverters
+from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.sql import DataFrame
+from pyspark.sql import types as T
+
+from sparktf.errors import MappingError, ModelError, close_matches
+from sparktf.model.convert import check_kinds, shape_text, tensor_kind
+from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
+from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
+
+log = logging.getLogger(__name__)
+
+_SPARK_TYPES: dict[str, T.DataType] = {
+    "float16": T.FloatType(), "float32": T.FloatType(), "float64": T.DoubleType(),
+    "int8": T.IntegerType(), "int16": T.IntegerType(), "int32": T.IntegerType(),
+    "uint8": T.IntegerType(), "uint16": T.IntegerType(), "int64": T.LongType(),
+    "uint32": T.LongType(), "bool": T.BooleanType(), "string": T.BinaryType(),
+}
+_SPARK_KINDS: dict[type, str] = {
+    T.BooleanType: "b", T.ByteType: "i", T.ShortType: "i", T.IntegerType: "i",
+    T.LongType: "i", T.FloatType: "f", T.DoubleType: "f", T.StringType: "s", T.BinaryType: "s",
+}
+
+
+def _to_name_map(value: Any) -> dict[str, str]:
+    """Type converter of the mapping params: a dict (or JSON object text) of names."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError as exc:
+            raise TypeError(f"expected a dict or a JSON object, found {value!r}") from exc
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise TypeError(f"expected a dict of names to names, found {value!r}")
+    return dict(value)
+
+
+def spark_type(spec: TensorSpec) -> T.DataType:
+    """The Spark type of an output column fetched from ``spec`` (see the module table).
+
+    Examples
+    --------
+    >>> spark_type(TensorSpec("Relu:0", "float32", (None, 128))).simpleString()
+    'array<float>'
+    """
+    if spec.dtype not in _SPARK_TYPES:
+        raise ModelError(
+            f"output tensor {spec.name!r} has dtype {spec.dtype}, which has no Spark type; "
+            f"supported: {', '.join(_SPARK_TYPES)}"
+        )
+    if spec.shape is None:
+        raise ModelError(
+            f"output tensor {spec.name!r} has an unknown static rank, so its column type "
+            "cannot be known before running; fetch a tensor of known rank"
+        )
+    if len(spec.shape) == 0 or spec.shape[0] is not None:
+        raise ModelError(
+            f"output tensor {spec.name!r} has shape {shape_text(spec.shape)}: its first "
+            "dimension is not the batch (None), so its values cannot be split into rows"
+        )
+    result = _SPARK_TYPES[spec.dtype]
+    for _ in spec.shape[1:]:
+        result = T.ArrayType(result, containsNull=True)
+    return result
+
+
+def _column_kind(data_type: T.DataType) -> tuple[str | None, int]:
+    """The scalar kind of a (nested) array column and its nesting depth."""
+    depth = 0
+    while isinstance(data_type, T.ArrayType):
+        data_type, depth = data_type.elementType, depth + 1
+    return _SPARK_KINDS.get(type(data_type)), depth
+
+
+def _check_feed(field: T.StructField, spec: TensorSpec) -> None:
+    """Static checks of one column against the tensor it feeds."""
+    kind, depth = _column_kind(field.dataType)
+    found = field.dataType.simpleString()
+    if kind is None:
+        raise ModelError(
+            f"column {field.name!r} of type {found} cannot feed tensor {spec.name!r}: "
+            "supported columns are numeric, boolean, string, binary and arrays of them"
+        )
+    check_kinds(kind, spec.dtype, column=field.name, tensor=spec.name, found=found)
+    shape = spec.shape
+    if shape is not None and (len(shape) == 0 or shape[0] is not None):
+        raise ModelError(
+            f"tensor {spec.name!r} fed by column {field.name!r} has shape "
+            f"{shape_text(shape)}: its first dimension is not a batch dimension (None)"
+        )
+    if depth == 0 and shape is not None and None not in shape[1:]:
+        if math.prod(int(d or 0) for d in shape[1:]) != 1:
+            raise ModelError(
+                f"column {field.name!r} cannot feed tensor {spec.name!r}: expected shape "
+                f"{shape_text(shape)}, found shape [None] (one value per row: the column's "
+                f"type is {found})"
+            )
+
+
+def _check_columns(names: list[str], schema: T.StructType, what: str) -> None:
+    columns = schema.fieldNames()
+    for name in names:
+        if name not in columns:
+            raise MappingError(
+                f"{what} column {name!r} not found in the DataFrame; "
+                f"{close_matches(name, columns)}; its columns: "
+                + ", ".join(repr(c) for c in columns)
+            )
+
+
+_SHIPPED: set[tuple[str, str]] = set()
+_SHIP_LOCK = threading.Lock()
+
+
+def ship_model(spark_context: Any, export_dir: str) -> str:
+    """Zip a local export directory and distribute it with ``SparkContext.addArchive``.
+
+    Returns the archive's name for ``SparkFiles.get`` on the workers, where Spark unpacks it
+    once per executor. The zip lives in a ``tempfile`` directory removed when the driver
+    exits. A rewritten model gets a new name, so it is shipped again.
+    """
+    real = os.path.realpath(export_dir)
+    digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
+    name = f"sparktf-model-{digest}.zip"
+    key = (spark_context.applicationId, name)
+    with _SHIP_LOCK:
+        if key in _SHIPPED:
+            return name
+        folder = tempfile.mkdtemp(prefix="sparktf-ship-")
+        atexit.register(shutil.rmtree, folder, True)
+        archive = shutil.make_archive(os.path.join(folder, name[:-4]), "zip", real)
+        spark_context.addArchive(archive)
+        _SHIPPED.add(key)
+    log.info("shipping model %s to the executors as %s", real, name)
+    return name
+
+
+class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
+    """Score a DataFrame with a TensorFlow SavedModel, one loaded model per Python worker.
+
+    Parameters
+    ----------
+    exportDir
+        The SavedModel directory (a path every worker can read, or a local one with
+        ``shipModel=True``).
+    tagSet
+        The meta graph's tags, comma-separated (default ``"serve"``).
+    signatureDefKey
+        When set, mappings name this signature's input and output aliases; when unset they
+        name graph tensors (``x``, ``x:0``, ``Relu``), reaching tensors no signature exposes.
+    inputMapping, outputMapping
+        ``{column: tensor}`` and ``{tensor: column}``.
+    batchSize
+        Rows per ``Session.run`` (default 1024).
+    passthroughColumns
+        Input columns carried to the output (ids, labels); by default output rows hold only
+        the mapped outputs.
+    shipModel
+        Distribute a local ``exportDir`` to the executors with Spark's file distribution.
+
+    Examples
+    --------
+    >>> model = TFModel(exportDir="mnist_export", inputMapping={"image": "x"},
+    ...                 outputMapping={"prediction": "prediction"}, passthroughColumns=["id"])
+    >>> model.transform(df).columns  # doctest: +SKIP
+    ['id', 'prediction']
+    """
+
+    exportDir: Param[str] = Param(
+        Params._dummy(), "exportDir", "SavedModel directory", TypeConverters.toString)
+    tagSet: Param[str] = Param(
+        Params._dummy(), "tagSet", "comma-separated tags of the meta graph",
+        TypeConverters.toString)
+    signatureDefKey: Param[str] = Param(
+        Params._dummy(), "signatureDefKey",
+        "signature whose aliases the mappings name; unset: graph tensor names",
+        TypeConverters.toString)
+    inputMapping: Param[dict[str, str]] = Param(
+        Params._dummy(), "inputMapping", "{column: tensor}", _to_name_map)
+    outputMapping: Param[dict[str, str]] = Param(
+        Params._dummy(), "outputMapping", "{tensor: column}", _to_name_map)
+    batchSize: Param[int] = Param(
+        Params._dummy(), "batchSize", "rows per Session.run", TypeConverters.toInt)
+    passthroughColumns: Param[list[str]] = Param(
+        Params._dummy(), "passthroughColumns", "input columns carried to the output",
+        TypeConverters.toListString)
+    shipModel: Param[bool] = Param(
+        Params._dummy(), "shipModel", "distribute a local exportDir to the executors",
+        TypeConverters.toBoolean)
+
+    @keyword_only
+    def __init__(
+        self, *, exportDir: str | None = None, tagSet: str = "serve",
+        signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
+        outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
+        passthroughColumns: list[str] | None = None, shipModel: bool = False,
+    ) -> None:
+        super().__init__()
+        self._setDefault(tagSet="serve", batchSize=1024, passthroughColumns=[],
+                         shipModel=False)
+        self.setParams(**self._input_kwargs)
+
+    @keyword_only
+    def setParams(
+        self, *, exportDir: str | None = None, tagSet: str = "serve",
+        signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
+        outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
+        passthroughColumns: list[str] | None = None, shipModel: bool = False,
+    ) -> TFModel:
+        """Set params by keyword; ``None`` leaves a param unset."""
+        return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    def setExportDir(self, value: str) -> TFModel:
+        return self._set(exportDir=value)
+
+    def getExportDir(self) -> str:
+        return self.getOrDefault(self.exportDir)
+
+    def setTagSet(self, value: str) -> TFModel:
+        return self._set(tagSet=value)
+
+    def getTagSet(self) -> str:
+        return self.getOrDefault(self.tagSet)
+
+    def setSignatureDefKey(self, value: str | None) -> TFModel:
+        if value is None:
+            self.clear(self.signatureDefKey)
+            return self
+        return self._set(signatureDefKey=value)
+
+    def getSignatureDefKey(self) -> str | None:
+        return self.getOrDefault(self.signatureDefKey) if self.isSet(self.signatureDefKey) else None
+
+    def setInputMapping(self, value: dict[str, str]) -> TFModel:
+        return self._set(inputMapping=value)
+
+    def getInputMapping(self) -> dict[str, str]:
+        return dict(self.getOrDefault(self.inputMapping))
+
+    def setOutputMapping(self, value: dict[str, str]) -> TFModel:
+        return self._set(outputMapping=value)
+
+    def getOutputMapping(self) -> dict[str, str]:
+        return dict(self.getOrDefault(self.outputMapping))
+
+    def setBatchSize(self, value: int) -> TFModel:
+        return self._set(batchSize=value)
+
+    def getBatchSize(self) -> int:
+        return self.getOrDefault(self.batchSize)
+
+    def setPassthroughColumns(self, value: list[str]) -> TFModel:
+        return self._set(passthroughColumns=value)
+
+    def getPassthroughColumns(self) -> list[str]:
+        return list(self.getOrDefault(self.passthroughColumns))
+
+    def setShipModel(self, value: bool) -> TFModel:
+        return self._set(shipModel=value)
+
+    def getShipModel(self) -> bool:
+        return self.getOrDefault(self.shipModel)
+
+    # -- planning (driver) -------------------------------------------------------------
+
+    def _required(self) -> tuple[str, dict[str, str], dict[str, str]]:
+        if not self.isDefined(self.exportDir):
+            raise ModelError("TFModel: exportDir is not set")
+        mappings = []
+        for param, example in ((self.inputMapping, '{"image": "x"}'),
+                               (self.outputMapping, '{"prediction": "prediction"}')):
+            value = self.getOrDefault(param) if self.isDefined(param) else {}
+            if not value:
+                raise MappingError(f"TFModel: {param.name} is empty; give e.g. {example}")
+            mappings.append(dict(value))
+        if self.getBatchSize() < 1:
+            raise ModelError(f"TFModel: batchSize must be at least 1, found {self.getBatchSize()}")
+        return self.getExportDir(), mappings[0], mappings[1]
+
+    def _feeds(self, meta: ModelMetadata, schema: T.StructType, mapping: dict[str, str],
+               key: str | None) -> list[Feed]:
+        _check_columns(list(mapping), schema, "input")
+        feeds: list[Feed] = []
+        fed: dict[str, str] = {}
+        for column, name in mapping.items():
+            spec = meta.resolve_input(name, signature_key=key)
+            if spec.name in fed:
+                raise MappingError(f"tensor {spec.name!r} is fed by two columns: "
+                                   f"{fed[spec.name]!r} and {column!r}")
+            fed[spec.name] = column
+            tensor_kind(spec.dtype)
+            _check_feed(schema[column], spec)
+            feeds.append(Feed(column, spec.name, spec.dtype, spec.shape))
+        return feeds
+
+    def _fetches(self, meta: ModelMetadata, mapping: dict[str, str], key: str | None,
+                 taken: list[str]) -> tuple[list[Fetch], list[T.StructField]]:
+        fetches: list[Fetch] = []
+        fields: list[T.StructField] = []
+        names = list(taken)
+        for name, column in mapping.items():
+            if column in names:
+                raise MappingError(f"output column {column!r} is given twice (outputMapping "
+                                   "and passthroughColumns must name distinct columns)")
+            names.append(column)
+            spec = meta.resolve_output(name, signature_key=key)
+            fields.append(T.StructField(column, spark_type(spec), True))
+            fetches.append(Fetch(spec.name, column, spec.dtype, spec.shape))
+        return fetches, fields
+
+    def plan(self, schema: T.StructType) -> tuple[Plan, T.StructType]:
+        """Validate the params against ``schema`` and the model: the worker plan and schema.
+
+        Raises
+        ------
+        ModelError, MappingError
+            On a missing model, an unknown name, or a dtype or shape that cannot fit.
+        """
+        export_dir, inputs, outputs = self._required()
+        meta = load_metadata(export_dir, tag_set=self.getTagSet())
+        key = self.getSignatureDefKey()
+        if key is not None:
+            meta.signature(key)
+        passthrough = self.getPassthroughColumns()
+        _check_columns(passthrough, schema, "passthrough")
+        feeds = self._feeds(meta, schema, inputs, key)
+        fetches, fields = self._fetches(meta, outputs, key, passthrough)
+        missing = meta.unfed_placeholders([f.tensor for f in fetches], [f.tensor for f in feeds])
+        if missing:
+            raise MappingError(
+                f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
+                "inputMapping does not feed; map a column to each"
+            )
+        carried = [schema[name] for name in passthrough]
+        plan = Plan(export_dir=export_dir, tags=meta.tags, feeds=tuple(feeds),
+                    fetches=tuple(fetches), passthrough=tuple(passthrough),
+                    batch_size=self.getBatchSize())
+        return plan, T.StructType([*carried, *fields])
+
+    def _transform(self, dataset: DataFrame) -> DataFrame:
+        plan, schema = self.plan(dataset.schema)
+        if self.getShipModel():
+            archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
+            plan = dataclasses.replace(plan, archive=archive)
+        needed = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
+        quoted = ["`" + name.replace("`", "``") + "`" for name in needed]
+        return dataset.select(*quoted).mapInArrow(functools.partial(map_batches, plan=plan),
+                                                  schema)
