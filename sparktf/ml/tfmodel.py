@@ -58,8 +58,10 @@ from pyspark.sql import types as T
 
 from sparktf.errors import MappingError, ModelError, close_matches
 from sparktf.model.convert import check_kinds, shape_text, tensor_kind
+from sparktf.model.fused import score_files
 from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
+from sparktf.spark.api import scan_of
 
 log = logging.getLogger(__name__)
 
@@ -241,6 +243,9 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     shipModel: Param[bool] = Param(
         Params._dummy(), "shipModel", "distribute a local exportDir to the executors",
         TypeConverters.toBoolean)
+    fuseScan: Param[bool] = Param(
+        Params._dummy(), "fuseScan", "read, decode and score in one task when the input is "
+        "a read_tfrecords DataFrame", TypeConverters.toBoolean)
 
     @keyword_only
     def __init__(
@@ -248,10 +253,11 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
         outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
         passthroughColumns: list[str] | None = None, shipModel: bool = False,
+        fuseScan: bool = True,
     ) -> None:
         super().__init__()
         self._setDefault(tagSet="serve", batchSize=1024, passthroughColumns=[],
-                         shipModel=False)
+                         shipModel=False, fuseScan=True)
         self.setParams(**self._input_kwargs)
 
     @keyword_only
@@ -260,6 +266,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
         outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
         passthroughColumns: list[str] | None = None, shipModel: bool = False,
+        fuseScan: bool = True,
     ) -> TFModel:
         """Set params by keyword; ``None`` leaves a param unset."""
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
@@ -396,6 +403,11 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         if self.getShipModel():
             archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
+        scan = scan_of(dataset) if self.getOrDefault(self.fuseScan) else None
+        if scan is not None and scan.files:
+            count = len(scan.files)  # one task per file; only the outputs reach the JVM
+            fused = functools.partial(score_files, scan=scan, plan=plan)
+            return dataset.sparkSession.range(0, count, 1, count).mapInArrow(fused, schema)
         needed = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
         quoted = ["`" + name.replace("`", "``") + "`" for name in needed]
         return dataset.select(*quoted).mapInArrow(functools.partial(map_batches, plan=plan),

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()
+_scans: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _ALIASES = {
     "record_type": "recordType",
     "schema_hint": "schemaHint",
@@ -119,7 +120,28 @@ def read_tfrecords(
         reader = reader.option("schemaHint", json.dumps(hint.jsonValue()))
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
     with reraise():
-        return reader.load(target)
+        df = reader.load(target)
+    _remember_scan(df, target, opts)
+    return df
+
+
+def _remember_scan(df: DataFrame, target: Any, opts: dict[str, str]) -> None:
+    """Note that ``df`` is a plain TFRecord scan, so TFModel may fuse reading and scoring."""
+    from sparktf.model.fused import FileScan
+    from sparktf.spark.datasource import reader_settings
+    from sparktf.tfrecord.framing import list_data_files
+
+    _scans[df] = FileScan(files=tuple(list_data_files(target)), schema_json=df.schema.json(),
+                          settings=reader_settings(opts))
+
+
+def scan_of(df: DataFrame) -> Any:
+    """The :class:`~sparktf.model.fused.FileScan` behind ``df`` if it is exactly a
+    ``read_tfrecords`` result, else None."""
+    try:
+        return _scans.get(df)
+    except TypeError:  # not weak-referenceable
+        return None
 
 
 def write_tfrecords(

@@ -70,6 +70,20 @@ def input_paths(options: Mapping[str, str]) -> list[str]:
     raise TFRecordError("no input path: use load(path) or load([path, ...])")
 
 
+def reader_settings(options: Mapping[str, str]) -> ReadSettings:
+    """Read settings from data source options (case-insensitive names)."""
+    from pyspark.sql.datasource import CaseInsensitiveDict
+
+    opts = CaseInsensitiveDict(options)
+    return ReadSettings(
+        record_type=check_record_type(opts.get("recordType", "Example")),
+        compression=opts.get("compression"),
+        batch_size=_positive(opts, "batchSize", 4096),
+        ignore_corrupt_files=_flag(opts, "ignoreCorruptFiles"),
+        ignore_corrupt_records=_flag(opts, "ignoreCorruptRecords"),
+    )
+
+
 @dataclass(frozen=True)
 class FilePartition(InputPartition):
     """One input file: each file is read whole by one task."""
@@ -113,14 +127,7 @@ class TFRecordDataSource(DataSource):
         return schema
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        settings = ReadSettings(
-            record_type=self.record_type,
-            compression=self.options.get("compression"),
-            batch_size=_positive(self.options, "batchSize", 4096),
-            ignore_corrupt_files=_flag(self.options, "ignoreCorruptFiles"),
-            ignore_corrupt_records=_flag(self.options, "ignoreCorruptRecords"),
-        )
-        return TFRecordReader(input_paths(self.options), schema, settings)
+        return TFRecordReader(input_paths(self.options), schema, reader_settings(self.options))
 
     def writer(self, schema: StructType, overwrite: bool) -> TFRecordWriter:
         return TFRecordWriter(self.options, schema, overwrite)

@@ -125,7 +125,9 @@ def to_arrow(
     steps = ragged.splits[1].astype(np.int64, copy=False) if column.depth == 2 else None
 
     def where(value_index: int) -> str:
-        step = value_index if steps is None else int(np.searchsorted(steps, value_index, "right")) - 1
+        step = value_index
+        if steps is not None:
+            step = int(np.searchsorted(steps, value_index, "right")) - 1
         return record(max(int(np.searchsorted(rows, step, "right")) - 1, 0))
 
     elements = element_array(column, ragged.kind, ragged.values, where)

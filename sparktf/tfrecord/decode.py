@@ -152,7 +152,8 @@ class Decoder:
                 messages.append(self._message(data))
                 kept.append(i)
             except DecodeError as exc:
-                what = f"{path}: record {first + i}: not a valid tf.train.{self.record_type} ({exc})"
+                what = (f"{path}: record {first + i}: not a valid "
+                        f"tf.train.{self.record_type} ({exc})")
                 if not self.skip_corrupt:
                     raise TFRecordError(
                         what + "; check the recordType option (Example, SequenceExample or "
