@@ -69,3 +69,19 @@ def test_fused_path_reports_corrupt_files(spark, records, mnist_export, tmp_path
     with pytest.raises(TFRecordError, match=r"bad.tfrecord: record \d+ at byte offset \d+: "
                        "corrupt data CRC"), reraise():
         _model(mnist_export).transform(df).collect()
+
+
+def test_parquet_scan_is_fused_and_identical(spark, records, mnist_export, tmp_path) -> None:
+    source = sparktf.read_tfrecords(spark, str(records[0]), schema_hint=HINT)
+    source.repartition(2).write.parquet(str(tmp_path / "pq"))
+    df = spark.read.parquet(str(tmp_path / "pq"))
+    fused = _model(mnist_export).transform(df)
+    general = _model(mnist_export, fuseScan=False).transform(df)
+    assert "Range" in fused._jdf.queryExecution().optimizedPlan().toString()
+    key = lambda r: r.id  # noqa: E731
+    assert sorted(fused.collect(), key=key) == sorted(general.collect(), key=key)
+    projected = _model(mnist_export).transform(df.select("id", "image"))
+    assert "Range" in projected._jdf.queryExecution().optimizedPlan().toString()
+    computed = _model(mnist_export).transform(df.withColumn("id", df.id + 1))
+    assert "Range" not in computed._jdf.queryExecution().optimizedPlan().toString()
+    assert sorted(r.id for r in computed.collect()) == list(range(1, 301))

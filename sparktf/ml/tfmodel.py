@@ -57,11 +57,10 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparktf.errors import MappingError, ModelError, close_matches
+from sparktf.ml.fusion import fused_transform
 from sparktf.model.convert import check_kinds, shape_text, tensor_kind
-from sparktf.model.fused import score_files
 from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
-from sparktf.spark.api import scan_of
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +244,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         TypeConverters.toBoolean)
     fuseScan: Param[bool] = Param(
         Params._dummy(), "fuseScan", "read, decode and score in one task when the input is "
-        "a read_tfrecords DataFrame", TypeConverters.toBoolean)
+        "a plain TFRecord (read_tfrecords) or Parquet scan", TypeConverters.toBoolean)
 
     @keyword_only
     def __init__(
@@ -403,11 +402,10 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         if self.getShipModel():
             archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
-        scan = scan_of(dataset) if self.getOrDefault(self.fuseScan) else None
-        if scan is not None and scan.files:
-            count = len(scan.files)  # one task per file; only the outputs reach the JVM
-            fused = functools.partial(score_files, scan=scan, plan=plan)
-            return dataset.sparkSession.range(0, count, 1, count).mapInArrow(fused, schema)
+        if self.getOrDefault(self.fuseScan):
+            fused = fused_transform(dataset, plan, schema)
+            if fused is not None:
+                return fused
         needed = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
         quoted = ["`" + name.replace("`", "``") + "`" for name in needed]
         return dataset.select(*quoted).mapInArrow(functools.partial(map_batches, plan=plan),

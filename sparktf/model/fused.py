@@ -52,3 +52,31 @@ def score_files(
                 yield from read_file(scan.files[index], decoder, settings)
 
     yield from map_batches(batches(), plan=plan)
+
+
+@dataclass(frozen=True)
+class ParquetPiece:
+    """One row group of one Parquet file."""
+
+    path: str
+    row_group: int
+
+
+def score_parquet(
+    indices: Iterator[pa.RecordBatch], *, pieces: tuple[ParquetPiece, ...], plan: Plan
+) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function over piece indices: read row groups with pyarrow, score them."""
+    import pyarrow.parquet as pq
+
+    columns = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
+
+    def batches() -> Iterator[pa.RecordBatch]:
+        for chunk in indices:
+            for index in chunk.column(0).to_numpy().tolist():
+                piece = pieces[index]
+                with pq.ParquetFile(piece.path) as handle:
+                    yield from handle.iter_batches(batch_size=plan.batch_size,
+                                                   row_groups=[piece.row_group],
+                                                   columns=columns, use_threads=False)
+
+    yield from map_batches(batches(), plan=plan)
