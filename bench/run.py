@@ -1,13 +1,16 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
-Usage: python bench/run.py [--records 1000000] [--write-records 100000] [--files 10]
-                           [--work bench/output]
+Usage: python bench/run.py [--quick] [--only io,transform,e2e,memory,tfos]
+
+Figures are records/s; "ratio" compares each row with the first row of its group (the
+baseline), measured side by side in the same run on the same data.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -15,42 +18,56 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+import model_bench  # noqa: E402
 import tfrecord_io  # noqa: E402
 
+GROUPS = ("io", "transform", "e2e", "memory", "tfos")
 
-def table(rows: list[dict], baselines: dict[str, float]) -> str:
-    lines = [f"| bench | who | records | seconds | records/s | ratio | peak worker RSS |",
+
+def table(rows: list[dict]) -> str:
+    baselines: dict[str, float] = {}
+    lines = ["| bench | who | records | seconds | records/s | ratio | peak worker RSS |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for r in rows:
         rate = r["records"] / r["seconds"]
-        base = baselines.get(r["bench"])
-        ratio = f"{rate / base:.2f}x" if base else ""
+        base = baselines.setdefault(r["bench"], rate)
         rss = f"{r['peak_rss_mib']:.0f} MiB" if r.get("peak_rss_mib") else ""
         lines.append(f"| {r['bench']} | {r['who']} | {r['records']:,} | {r['seconds']:.1f} | "
-                     f"{rate:,.0f} | {ratio} | {rss} |")
+                     f"{rate:,.0f} | {rate / base:.2f}x | {rss} |")
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--records", type=int, default=1_000_000)
-    parser.add_argument("--write-records", type=int, default=100_000)
-    parser.add_argument("--files", type=int, default=10)
-    parser.add_argument("--memory-records", type=int, default=100_000)
+    parser.add_argument("--quick", action="store_true", help="10x smaller, 1 round (a smoke run)")
+    parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "output")
     args = parser.parse_args()
+    scale, rounds = (10, 1) if args.quick else (1, args.rounds)
+    only = set(args.only.split(","))
     args.work.mkdir(parents=True, exist_ok=True)
-    start = time.time()
-    rows = tfrecord_io.run(args.work, args.records, args.write_records, args.files)
-    rows += tfrecord_io.memory(args.work, args.memory_records)
-    baselines = {}
-    for r in rows:  # the first row of each bench is its baseline
-        baselines.setdefault(r["bench"], r["records"] / r["seconds"])
-    print(f"machine: {platform.machine()}, {platform.processor() or 'cpu'}, "
-          f"python {platform.python_version()}; total {time.time() - start:.0f} s")
-    print(table(rows, baselines))
-    (args.work / "results.json").write_text(json.dumps(rows, indent=2))
+    start, rows, summary = time.time(), [], {}
+    if "io" in only:
+        rows += tfrecord_io.run(args.work, 1_000_000 // scale, 100_000 // scale, 10)
+        rows += tfrecord_io.memory(args.work, 100_000 // scale)
+    if "transform" in only:
+        rows += model_bench.transform_vs_udf(args.work, 1_000_000 // scale, rounds)
+    if "e2e" in only:
+        e2e, summary = model_bench.end_to_end(args.work, 100_000 // scale, rounds)
+        rows += e2e + model_bench.udf_on_tfrecords(args.work, 100_000 // scale)
+    if "tfos" in only:
+        rows += model_bench.tfos(args.work, 20_000 // scale)
+    if "memory" in only:
+        rows += model_bench.memory(args.work, 100_000 // scale)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
+          f"{platform.python_version()}; total {time.time() - start:.0f} s")
+    print(table(rows))
+    if summary:
+        print("end-to-end:", json.dumps(summary, indent=1))
+    (args.work / "results.json").write_text(json.dumps({"rows": rows, "e2e": summary},
+                                                       indent=2))
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from types import ModuleType
 
 from sparktf.errors import SparkTFError
@@ -23,3 +24,21 @@ def tensorflow() -> ModuleType:
             ) from exc
         _TF = tf
     return _TF
+
+
+_WARMING: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Start importing TensorFlow in a background thread (e.g. while Spark starts)."""
+    global _WARMING
+    if _TF is None and _WARMING is None:
+        _WARMING = threading.Thread(target=_quiet_import, name="sparktf-tf-import", daemon=True)
+        _WARMING.start()
+
+
+def _quiet_import() -> None:
+    try:
+        tensorflow()
+    except SparkTFError:
+        pass  # reported when TensorFlow is really needed

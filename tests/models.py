@@ -39,8 +39,10 @@ def _save_tf1(export_dir: Path, graph: Any, signatures: dict[str, Any]) -> None:
         builder.save()
 
 
-def build_mnist(export_dir: Path, *, seed: int = 0) -> Path:
-    """Write the TF1 MNIST-style SavedModel to ``export_dir``."""
+def build_mnist(export_dir: Path, *, seed: int = 0,
+                aliases: tuple[str, str] = ("img", "pred")) -> Path:
+    """Write the TF1 MNIST-style SavedModel to ``export_dir``; ``aliases`` name the
+    signature's input and output."""
     tf = tensorflow()
     v1 = tf.compat.v1
     w = mnist_weights(seed)
@@ -56,7 +58,7 @@ def build_mnist(export_dir: Path, *, seed: int = 0) -> Path:
         tf.reduce_mean(tf.nn.softmax_cross_entropy_with_logits(labels=y_, logits=logits),
                        name="loss")
         signature = v1.saved_model.predict_signature_def(
-            inputs={"img": x}, outputs={"pred": prediction})
+            inputs={aliases[0]: x}, outputs={aliases[1]: prediction})
     _save_tf1(export_dir, graph, {"serving_default": signature})
     return export_dir
 

@@ -62,6 +62,9 @@ def add_parser(sub: Any) -> None:
                    help="input compression (default: gzip detected, else none)")
     p.add_argument("--keep_columns", default="",
                    help="comma-separated input columns copied to the output (ids, labels)")
+    p.add_argument("--no_fuse", action="store_true",
+                   help="score through the general DataFrame path instead of reading and "
+                   "scoring each file in one task (for comparison)")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="Spark configuration, repeatable")
@@ -129,15 +132,27 @@ def _write(df: Any, args: argparse.Namespace) -> None:
     writer.save(args.output)
 
 
-def _count(spark: Any, args: argparse.Namespace) -> int:
-    import sparktf
+def _count(args: argparse.Namespace) -> int:
+    """Rows written, read off the committed files (no Spark job)."""
+    from pathlib import Path
 
+    out = Path(args.output)
+    if args.output_format == "parquet":
+        import pyarrow.parquet as pq
+
+        return sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet"))
     if args.output_format == "tfrecord":
-        return sparktf.read_tfrecords(spark, args.output, recordType="ByteArray").count()
-    reader = spark.read.format(args.output_format)
-    if args.output_format == "csv":
-        reader = reader.option("header", "true")
-    return reader.load(args.output).count()
+        from sparktf.tfrecord.framing import resolve_compression, scan_records
+
+        return sum(1 for p in out.glob("part-*") for _ in scan_records(
+            str(p), resolve_compression(str(p), None)))
+    header = 1 if args.output_format == "csv" else 0
+    total = 0
+    for part in out.glob("part-*"):
+        with open(part, "rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+        total += max(lines - header, 0)
+    return total
 
 
 def run(args: argparse.Namespace) -> int:
@@ -150,6 +165,9 @@ def run(args: argparse.Namespace) -> int:
     confs = _confs(args.conf)
     _check_output(args.output, args.mode)
     started = time.perf_counter()
+    from sparktf._tf import warm_up
+
+    warm_up()  # import TensorFlow (model metadata, inference) while the JVM starts
     spark = spark_session(args.master, confs, verbose=args.verbose)
     try:
         return _infer(spark, args, input_mapping, output_mapping, keep, started)
@@ -180,9 +198,10 @@ def _infer(spark: Any, args: argparse.Namespace, input_mapping: dict[str, str],
             exportDir=args.export_dir, tagSet=args.tag_set,
             signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
             outputMapping=output_mapping, batchSize=args.batch_size, passthroughColumns=keep,
+            fuseScan=not args.no_fuse,
         )
         _write(model.transform(df), args)
-        rows = _count(spark, args)
+    rows = _count(args)
     seconds = time.perf_counter() - started
     print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr)
     return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import weakref
 from typing import TYPE_CHECKING, Any
 
@@ -113,26 +112,31 @@ def read_tfrecords(
     """
     register(spark)
     opts = _options(options)
-    record_type = opts.get("recordType", "Example")
-    reader = spark.read.format("tfrecord").options(**opts)
+    from sparktf.spark.datasource import _positive, reader_settings
+    from sparktf.tfrecord.framing import list_data_files
+    from sparktf.tfrecord.infer import resolve_schema
+
+    settings = reader_settings(opts)  # checks recordType and the numbers up front
+    hint = None
     if schema_hint is not None:
-        hint = parse_schema_hint(spark, schema_hint, record_type=record_type)
-        reader = reader.option("schemaHint", json.dumps(hint.jsonValue()))
+        hint = parse_schema_hint(spark, schema_hint, record_type=settings.record_type)
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
+    files = list_data_files(target)
+    # Infer here, on the driver: the planning worker would import TensorFlow just for this.
+    schema = resolve_schema(files, record_type=settings.record_type,
+                            compression=opts.get("compression"), hint=hint,
+                            sample_records=_positive(opts, "sampleRecords", 1000))
     with reraise():
-        df = reader.load(target)
-    _remember_scan(df, target, opts)
+        df = spark.read.format("tfrecord").options(**opts).schema(schema).load(target)
+    _remember_scan(df, files, settings)
     return df
 
 
-def _remember_scan(df: DataFrame, target: Any, opts: dict[str, str]) -> None:
+def _remember_scan(df: DataFrame, files: list[str], settings: Any) -> None:
     """Note that ``df`` is a plain TFRecord scan, so TFModel may fuse reading and scoring."""
     from sparktf.model.fused import FileScan
-    from sparktf.spark.datasource import reader_settings
-    from sparktf.tfrecord.framing import list_data_files
 
-    _scans[df] = FileScan(files=tuple(list_data_files(target)), schema_json=df.schema.json(),
-                          settings=reader_settings(opts))
+    _scans[df] = FileScan(files=tuple(files), schema_json=df.schema.json(), settings=settings)
 
 
 def scan_of(df: DataFrame) -> Any:

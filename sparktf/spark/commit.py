@@ -3,7 +3,9 @@
 Each task attempt writes into ``<out>/_temporary/<job>/<task>-<attempt>/``. Only the files
 named in the commit messages (one per successful task) are moved into ``<out>``; then
 ``_SUCCESS`` is written. A failed job removes its staging directory and leaves ``<out>``
-as it was (an overwrite deletes the old files only at commit).
+as it was (an overwrite deletes the old files only at commit). The job's staging directory
+is created before any task runs and task attempts stage files only while it exists, so an
+attempt that starts late (after its job was committed or aborted) leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import shutil
 from dataclasses import dataclass, field
 
 from pyspark.sql.datasource import WriterCommitMessage
+
+from sparktf.errors import TFRecordError
 
 TEMPORARY = "_temporary"
 SUCCESS = "_SUCCESS"
@@ -33,10 +37,34 @@ def staging_dir(out: str, job: str) -> str:
     return os.path.join(out, TEMPORARY, job)
 
 
+def start_job(out: str, job: str) -> None:
+    """Create the job's staging directory (on the driver, before any task runs)."""
+    try:
+        os.makedirs(staging_dir(out, job), exist_ok=True)
+    except OSError as exc:
+        raise TFRecordError(
+            f"output path {out} is not writable: cannot create {staging_dir(out, job)} "
+            f"({exc.strerror or exc})"
+        ) from None
+
+
 def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> str:
-    """A fresh staging path for one task attempt's file."""
+    """A fresh staging path for one task attempt's file.
+
+    The job's staging directory must still exist: once the job is committed or aborted it is
+    gone, and a late attempt (a task whose job failed while it started, or a zombie of a
+    killed worker) must not leave files behind, so it fails here instead.
+    """
     folder = os.path.join(staging_dir(out, job), f"{partition:05d}-{attempt}")
-    os.makedirs(folder, exist_ok=True)
+    try:
+        os.mkdir(folder)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        raise TFRecordError(
+            f"output path {out}: job {job} has already been committed or aborted; this task "
+            f"attempt (partition {partition}, attempt {attempt}) writes nothing"
+        ) from None
     return os.path.join(folder, name)
 
 

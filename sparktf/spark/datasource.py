@@ -39,7 +39,6 @@ from sparktf.spark import commit
 from sparktf.tfrecord.decode import Decoder, check_record_type
 from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame, list_data_files
 from sparktf.tfrecord.reader import ReadSettings, read_file
-from sparktf.tfrecord.types import byte_array_schema, merge_schema
 
 log = logging.getLogger(__name__)
 _TRUE = ("true", "1", "yes")
@@ -103,28 +102,18 @@ class TFRecordDataSource(DataSource):
         return check_record_type(self.options.get("recordType", "Example"))
 
     def schema(self) -> StructType | str:
-        record_type = self.record_type
-        if record_type == "ByteArray":
-            return byte_array_schema()
         hint_text = self.options.get("schemaHint")
         if hint_text and not hint_text.lstrip().startswith("{"):
             return hint_text  # DDL: Spark parses it, and it is the full schema
-        from sparktf.tfrecord.infer import infer_features
+        from sparktf.tfrecord.infer import resolve_schema
 
-        hint = StructType.fromJson(json.loads(hint_text)) if hint_text else None
-        files = list_data_files(input_paths(self.options))
-        stats = infer_features(
-            files,
-            record_type=record_type,
+        return resolve_schema(
+            list_data_files(input_paths(self.options)),
+            record_type=self.record_type,
             compression=self.options.get("compression"),
+            hint=StructType.fromJson(json.loads(hint_text)) if hint_text else None,
             sample_records=_positive(self.options, "sampleRecords", 1000),
         )
-        schema = merge_schema(hint, stats)
-        if not schema.fields:
-            raise TFRecordError(
-                f"{files[0]}: no features found in the sampled records; give a schema hint"
-            )
-        return schema
 
     def reader(self, schema: StructType) -> DataSourceReader:
         return TFRecordReader(input_paths(self.options), schema, reader_settings(self.options))
@@ -171,6 +160,7 @@ class TFRecordWriter(DataSourceArrowWriter):
         self.schema, self.overwrite = schema, overwrite
         self.job = uuid.uuid4().hex[:12]
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
+        commit.start_job(self.path, self.job)  # tasks stage only while this exists
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> commit.TaskCommit:
         from pyspark import TaskContext

@@ -69,7 +69,8 @@ def element_array(column: Column, kind: str, values: np.ndarray, where: Where) -
     if isinstance(element, FloatType):
         return pa.array(values.astype(np.float32, copy=False), pa.float32())
     if isinstance(element, DoubleType):
-        return pa.array(values.astype(np.float64), pa.float64())
+        with np.errstate(invalid="ignore"):  # a signalling NaN stays a NaN, without a warning
+            return pa.array(values.astype(np.float64), pa.float64())
     raise AssertionError(f"unhandled element type {element}")  # pragma: no cover
 
 

@@ -40,6 +40,10 @@ def check_record_type(value: str) -> str:
     )
 
 
+class _NotAMessage(Exception):
+    """A record that ``tf.io.parse_example`` read but protobuf cannot (found late)."""
+
+
 class Decoder:
     """Decode batches of one file's records to Arrow, for a fixed schema and record type."""
 
@@ -67,7 +71,10 @@ class Decoder:
             log.debug("bulk parse failed in %s near record %d: %s", path, first, exc)
             return self._decode_slow(_as_list(serialized), path, first)
         n = int(serialized.shape[0]) if hasattr(serialized, "shape") else len(serialized)
-        return self._assemble(parsed, n, path, first, lambda: _as_list(serialized))
+        try:
+            return self._assemble(parsed, n, path, first, lambda: _as_list(serialized))
+        except _NotAMessage:  # tf.io's parser is laxer than protobuf's: let the slow path say
+            return self._decode_slow(_as_list(serialized), path, first)
 
     # -- fast path ----------------------------------------------------------------------
     def _spec(self, depths: Sequence[int]) -> dict[str, Any]:
@@ -132,7 +139,12 @@ class Decoder:
         return cls.FromString(data)
 
     def _has(self, data: bytes, column: Column) -> bool:
-        message = self._message(data)
+        from google.protobuf.message import DecodeError
+
+        try:
+            message = self._message(data)
+        except DecodeError:
+            raise _NotAMessage() from None
         return column.name in self._container(message, column)
 
     def _container(self, message: Any, column: Column) -> Any:
@@ -169,7 +181,7 @@ class Decoder:
     def _ragged_slow(
         self, column: Column, messages: list[Any], rows: list[int], path: str, first: int
     ) -> Ragged:
-        kinds: set[str] = set()
+        kinds: dict[str, int] = {}  # kind -> the first record holding it
         chunks: list[tuple[str, list[Any]]] = []
         row_len, step_len = [], []
         present = np.zeros(len(messages), dtype=bool)
@@ -194,12 +206,13 @@ class Decoder:
                         f"list, but column type {column.field.dataType.simpleString()} does not "
                         f"accept it"
                     )
-                kinds.add(kind)
+                if field:  # a Feature with no list set is empty whatever its column
+                    kinds.setdefault(kind, first + rows[j])
                 chunks.append((kind, values))
                 step_len.append(len(values))
                 if column.depth != 2:
                     row_len[-1] = len(values)
-        kind = self._settle_kind(column, kinds)
+        kind = self._settle_kind(column, kinds, path)
         values = np.array(
             [v for _, vals in chunks for v in vals], dtype=_NUMPY[kind]
         ) if chunks else np.array([], dtype=_NUMPY[kind])
@@ -208,18 +221,25 @@ class Decoder:
             splits.append(np.concatenate([[0], np.cumsum(step_len, dtype=np.int64)]))
         return Ragged(kind, values, splits, present)
 
-    def _settle_kind(self, column: Column, kinds: set[str]) -> str:
+    def _settle_kind(self, column: Column, kinds: dict[str, int], path: str) -> str:
         """One kind for the batch; int64 widens to float when both appear under a float type."""
         if not kinds:
             return self.kinds[column.name]
-        if len(kinds) > 1 and kinds != {"int64", "float"}:
+        if len(kinds) > 1 and set(kinds) != {"int64", "float"}:
+            (first, at), (other, later) = sorted(kinds.items(), key=lambda item: item[1])[:2]
             raise TFRecordError(
-                f"feature {column.name!r} holds {' and '.join(sorted(kinds))} lists in the same "
-                "batch of records; one column can read only one of them"
+                f"{path}: record {later}: feature {column.name!r} is {_a(other)} list, but "
+                f"record {at} holds {_a(first)} list; column {column.name!r} "
+                f"({column.field.dataType.simpleString()}) can read only one of them in the same "
+                "batch of records"
             )
-        kind = "float" if kinds == {"int64", "float"} else next(iter(kinds))
+        kind = "float" if set(kinds) == {"int64", "float"} else next(iter(kinds))
         self.kinds[column.name] = kind  # decode later batches in bulk with it
         return kind
+
+
+def _a(kind: str) -> str:
+    return f"an {kind}" if kind == "int64" else f"a {kind}"
 
 
 def _as_list(serialized: Any) -> list[bytes]:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+from pyspark.sql.types import StructType
+
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.framing import first_records, resolve_compression
-from sparktf.tfrecord.types import FeatureStats
+from sparktf.tfrecord.types import FeatureStats, byte_array_schema, merge_schema
 
 _FIELD_KIND = {"bytes_list": "bytes", "int64_list": "int64", "float_list": "float"}
 
@@ -18,6 +20,27 @@ def sample_files(files: Sequence[str], max_files: int) -> list[str]:
         return list(files)
     step = (len(files) - 1) / (max_files - 1)
     return [files[round(i * step)] for i in range(max_files)]
+
+
+def resolve_schema(
+    files: Sequence[str],
+    *,
+    record_type: str,
+    compression: str | None,
+    hint: StructType | None,
+    sample_records: int,
+) -> StructType:
+    """The hint's fields (in its order), then the features it does not name, inferred."""
+    if record_type == "ByteArray":
+        return byte_array_schema()
+    stats = infer_features(files, record_type=record_type, compression=compression,
+                           sample_records=sample_records)
+    schema = merge_schema(hint, stats)
+    if not schema.fields:
+        raise TFRecordError(
+            f"{files[0]}: no features found in the sampled records; give a schema hint"
+        )
+    return schema
 
 
 def infer_features(
