@@ -98,7 +98,7 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     for key, value in confs.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("INFO" if verbose else "FATAL")
+    spark.sparkContext.setLogLevel("INFO" if verbose else "ERROR")
     return spark
 
 
@@ -168,11 +168,14 @@ def run(args: argparse.Namespace) -> int:
     from sparktf._tf import warm_up
 
     warm_up()  # import TensorFlow (model metadata, inference) while the JVM starts
+    from pyspark.sql import SparkSession
+
+    joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
     spark = spark_session(args.master, confs, verbose=args.verbose)
     try:
         return _infer(spark, args, input_mapping, output_mapping, keep, started)
     finally:
-        if not _under_spark_submit():
+        if not joined:  # stop only a session this command started
             spark.stop()
 
 
