@@ -206,5 +206,6 @@ def _infer(spark: Any, args: argparse.Namespace, input_mapping: dict[str, str],
         _write(model.transform(df), args)
     rows = _count(args)
     seconds = time.perf_counter() - started
-    print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr)
+    print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,
+          flush=True)
     return 0
