@@ -172,6 +172,10 @@ def run(args: argparse.Namespace) -> int:
 
     joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
     spark = spark_session(args.master, confs, verbose=args.verbose)
+    if os.environ.get("SPARKTF_WARM_WORKERS", "1") != "0":
+        from sparktf._tf import warm_workers
+
+        warm_workers(spark)  # workers import TensorFlow while the driver plans
     try:
         return _infer(spark, args, input_mapping, output_mapping, keep, started)
     finally:

@@ -107,6 +107,17 @@ def abort_job(out: str, job: str) -> None:
 
 
 def _remove_staging(out: str, job: str) -> None:
-    shutil.rmtree(staging_dir(out, job), ignore_errors=True)
+    """Remove the job's staging directory, and ``_temporary`` when nothing else is in it.
+
+    The directory is renamed first: a task attempt still starting (its job failed under it)
+    can then no longer create a folder or file in it, so the removal cannot race with it.
+    """
+    staging = staging_dir(out, job)
+    doomed = f"{staging}.removed"
+    try:
+        os.rename(staging, doomed)
+    except OSError:
+        doomed = staging
+    shutil.rmtree(doomed, ignore_errors=True)
     with contextlib.suppress(OSError):
         os.rmdir(os.path.join(out, TEMPORARY))

@@ -141,17 +141,22 @@ def resolve_compression(path: str, option: str | None) -> str:
 
 
 class _ZlibReader:
-    """A minimal readable stream over a zlib-compressed file."""
+    """A minimal readable stream over a zlib-compressed file; like ``gzip``, it raises
+    ``EOFError`` when the file ends before the stream's end marker (a zero-byte file is an
+    empty stream)."""
 
     def __init__(self, raw: BinaryIO) -> None:
-        self._raw, self._z, self._buf = raw, zlib.decompressobj(), b""
+        self._raw, self._z, self._buf, self._started = raw, zlib.decompressobj(), b"", False
 
     def read(self, n: int) -> bytes:
         while len(self._buf) < n and not self._z.eof:
-            chunk = self._raw.read(1 << 20)
-            self._buf += self._z.decompress(chunk) if chunk else self._z.flush()
+            chunk = self._z.unconsumed_tail or self._raw.read(1 << 20)
             if not chunk:
+                if self._started:
+                    raise EOFError("compressed file ended before the end-of-stream marker")
                 break
+            self._started = True
+            self._buf += self._z.decompress(chunk, max(n - len(self._buf), 1 << 16))
         out, self._buf = self._buf[:n], self._buf[n:]
         return out
 
@@ -186,10 +191,13 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
     at the first framing fault a reader cannot step over.
 
     A record whose data CRC is wrong yields a :class:`Problem` and the scan goes on (the framing
-    is intact); a wrong length CRC or a truncation ends the scan.
+    is intact); a wrong length CRC or a truncation ends the scan. Memory stays bounded by the
+    data really there: a length field that claims more bytes than the file holds is reported,
+    never allocated.
     """
     try:
         stream = open_records(path, compression)
+        size = os.path.getsize(path) if compression == "none" else None
     except OSError as exc:
         yield Problem(path, 0, 0, f"cannot open: {exc}")
         return
@@ -211,9 +219,10 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
             if masked_crc(header[:8]) != length_crc:
                 yield Problem(path, index, offset, "corrupt length CRC (the framing is lost)")
                 return
+            limit = None if size is None else max(size - offset - 12, 0)
             try:
-                body = stream.read(length + 4)
-            except (OSError, EOFError, zlib.error, MemoryError) as exc:
+                body = _read_body(stream, length + 4, limit)
+            except (OSError, EOFError, zlib.error) as exc:
                 yield Problem(path, index, offset, f"cannot read record: {exc}")
                 return
             if len(body) < length + 4:
@@ -229,6 +238,61 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
             index += 1
     finally:
         stream.close()
+
+
+_CHUNK = 1 << 20
+
+
+def _read_body(stream: BinaryIO, want: int, limit: int | None) -> bytes:
+    """Read ``want`` bytes, or what is left: at most ``limit`` bytes of a plain file (its size
+    is known), in bounded chunks from a compressed stream (its size is not)."""
+    if limit is not None:
+        return stream.read(min(want, limit))
+    chunks, got = [], 0
+    while got < want:
+        chunk = stream.read(min(want - got, _CHUNK))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def first_overrun(path: str) -> Problem | None:
+    """Walk the length fields of an uncompressed file without reading its data, and name the
+    first record whose declared length runs past the end of the file (None when none does).
+
+    ``tf.data`` allocates a record's declared length before reading it, and a length field
+    that claims terabytes crashes the process; the reader checks plain files with this first.
+    The length CRC is not checked here: :func:`scan_records` says what is wrong.
+
+    Examples
+    --------
+    >>> import tempfile, os
+    >>> path = os.path.join(tempfile.mkdtemp(), "a.tfrecord")
+    >>> _ = open(path, "wb").write(frame(b"abc") + frame(b"de")[:-1])
+    >>> first_overrun(path).record
+    1
+    """
+    size = os.path.getsize(path)
+    unpack = struct.Struct("<Q").unpack_from
+    offset = index = 0
+    with open(path, "rb", buffering=0) as handle:
+        while offset < size:
+            handle.seek(offset)
+            buf = handle.read(1 << 20)
+            last, at = len(buf) - 8, 0
+            if last < 0:
+                return Problem(path, index, offset, "truncated record header")
+            while at <= last:
+                (length,) = unpack(buf, at)
+                if length > size - offset - at - 16:
+                    return Problem(path, index, offset + at, f"record length {length} runs past "
+                                   f"the end of the file ({size - offset - at} bytes left)")
+                at += 16 + length
+                index += 1
+            offset += at
+    return None
 
 
 def first_records(path: str, compression: str, limit: int) -> list[bytes]:
@@ -251,7 +315,9 @@ class RecordFileWriter:
 
     def __init__(self, path: str, compression: str = "none") -> None:
         if compression not in COMPRESSIONS:
-            raise TFRecordError(f"compression: expected one of {COMPRESSIONS}, found {compression!r}")
+            raise TFRecordError(
+                f"compression: expected one of {COMPRESSIONS}, found {compression!r}"
+            )
         raw = open(path, "wb")
         if compression == "gzip":
             self._out: BinaryIO = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)

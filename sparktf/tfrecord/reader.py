@@ -8,8 +8,10 @@ keep every good record.
 
 from __future__ import annotations
 
+import gzip
 import logging
 import os
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -18,11 +20,11 @@ import pyarrow as pa
 from sparktf._tf import tensorflow
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.decode import Decoder
-from sparktf.tfrecord.framing import Problem, resolve_compression, scan_records
+from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression, scan_records
 
 log = logging.getLogger(__name__)
 _TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
-_MOD = {"none": 1 << 64, "gzip": 1 << 32, "zlib": 1 << 64}
+_GZIP_MIN = 18  # header and trailer of the smallest gzip member
 
 
 def _faults(tf: object) -> tuple[type[Exception], ...]:
@@ -46,6 +48,10 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
     """Yield the records of ``path`` as Arrow batches of at most ``settings.batch_size`` rows."""
     tf = tensorflow()
     compression = resolve_compression(path, settings.compression)
+    overrun = first_overrun(path) if compression == "none" else None
+    if overrun is not None:  # tf.data would allocate the declared length, or crash on it
+        yield from _recover(path, compression, decoder, settings, 0, EOFError(overrun.what))
+        return
     dataset = tf.data.TFRecordDataset(
         path, compression_type=_TF_COMPRESSION[compression], buffer_size=1 << 22
     ).batch(settings.batch_size).prefetch(2)
@@ -64,8 +70,8 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
         consumed += 16 * int(serialized.shape[0])
         consumed += int(tf.reduce_sum(tf.strings.length(serialized)))
         yield batch
-    if _expected_size(path, compression) not in (None, consumed % _MOD[compression]):
-        # tf.data stops quietly at a truncated header: find out what is left
+    if not _read_whole(path, compression, consumed):
+        # tf.data stops quietly at a truncated header or compressed stream: find out what is left
         yield from _recover(path, compression, decoder, settings, done, EOFError("tail"))
         return
     _report(path, decoder)
@@ -76,16 +82,51 @@ def _report(path: str, decoder: Decoder) -> None:
         log.warning("%s: skipped %d corrupt records", path, decoder.skipped)
 
 
-def _expected_size(path: str, compression: str) -> int | None:
-    """The uncompressed size of ``path`` when it can be known cheaply (mod 2**32 for gzip)."""
+def _read_whole(path: str, compression: str, consumed: int) -> bool:
+    """Whether ``consumed`` uncompressed bytes are all of ``path`` (gzip: mod 2**32).
+
+    tf.data ends without an error at a truncated record header, at a gzip file shorter than a
+    gzip header, and at a zlib stream cut short, so the reader checks what it got.
+    """
     size = os.path.getsize(path)
     if compression == "none":
-        return size
-    if compression == "gzip" and size >= 18:
+        return consumed == size
+    if compression == "gzip":
+        if size < _GZIP_MIN:
+            return size == 0
+        if consumed == 0:  # an empty stream's trailer is zeros: a cut one still looks right
+            return _gzip_empty(path)
         with open(path, "rb") as handle:
             handle.seek(-4, os.SEEK_END)
-            return int.from_bytes(handle.read(4), "little")
-    return None
+            return int.from_bytes(handle.read(4), "little") == consumed % (1 << 32)
+    return _zlib_size(path) == consumed
+
+
+def _gzip_empty(path: str) -> bool:
+    """Whether ``path`` is a complete gzip file holding nothing (the module checks the
+    trailer when it reaches the end)."""
+    try:
+        with gzip.open(path, "rb") as handle:
+            return handle.read(1) == b""
+    except (OSError, EOFError, zlib.error):
+        return False
+
+
+def _zlib_size(path: str) -> int | None:
+    """The uncompressed size of a complete zlib file, or None when the stream is cut short or
+    damaged (inflates in bounded chunks, keeping nothing)."""
+    if os.path.getsize(path) == 0:
+        return 0
+    inflate, total = zlib.decompressobj(), 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            try:
+                while chunk and not inflate.eof:
+                    total += len(inflate.decompress(chunk, 1 << 22))
+                    chunk = inflate.unconsumed_tail
+            except zlib.error:
+                return None
+    return total if inflate.eof else None
 
 
 def _recover(

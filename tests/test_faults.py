@@ -1,0 +1,193 @@
+"""Fault tolerance of TFRecord writes and reads through Spark (issue 5).
+
+A task that fails once, or whose Python worker is killed, in the middle of a write or after a
+read is retried, and the output holds every input row exactly once, with no staging files
+left; a job that cannot succeed leaves no ``_SUCCESS``, no visible part file, and an existing
+output as it was. Local mode retries tasks only under ``local[N,F]``, so the jobs run in their
+own Spark session in a subprocess (``tests/fault_jobs.py``); the checks below read what they
+left on disk. The Standalone case kills a whole Worker JVM and its executor mid-job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pyspark.sql.types import ArrayType, FloatType, LongType, StructField, StructType
+
+from sparktf.errors import TFRecordError
+from sparktf.spark import commit
+from sparktf.tfrecord.decode import Decoder
+from sparktf.tfrecord.framing import list_data_files
+from sparktf.tfrecord.reader import ReadSettings, read_file
+from tests.fault_jobs import FAULTY, KILLED, PARTITIONS, ROWS, WIDTH
+
+ROOT = Path(__file__).resolve().parent.parent
+SCHEMA = StructType([StructField("id", LongType()), StructField("x", ArrayType(FloatType()))])
+EXPECTED = {"n": ROWS, "s": sum(range(ROWS)), "q": sum(i * i for i in range(ROWS))}
+
+
+def run_jobs(*args: str, timeout: int) -> dict[str, Any]:
+    """Run ``tests/fault_jobs.py`` with ``args`` and return its report."""
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable,
+               PYSPARK_DRIVER_PYTHON=sys.executable, TF_CPP_MIN_LOG_LEVEL="2")
+    work = Path(args[1])
+    done = subprocess.run([sys.executable, str(ROOT / "tests" / "fault_jobs.py"), *args],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+    report_file = work / "report.json"
+    assert report_file.exists(), f"no report (exit {done.returncode}): {done.stderr[-3000:]}"
+    report = json.loads(report_file.read_text())
+    assert "crashed" not in report, report.get("crashed")
+    return report
+
+
+@pytest.fixture(scope="module")
+def local_jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    work = tmp_path_factory.mktemp("faults")
+    return run_jobs("local", str(work), timeout=420), work
+
+
+def rows_in(out: Path) -> tuple[np.ndarray, list[list[float]]]:
+    """The ``id`` and ``x`` of every record in the data files of ``out``, read without Spark."""
+    ids, xs = [], []
+    for path in list_data_files(str(out)):
+        for batch in read_file(path, Decoder(SCHEMA, "Example"), ReadSettings()):
+            ids.append(batch.column(0).to_numpy())
+            xs.extend(batch.column(1).to_pylist())
+    return (np.concatenate(ids) if ids else np.array([], np.int64)), xs
+
+
+def assert_exact_output(out: Path) -> None:
+    """Every id written exactly once with its own values; committed; nothing staged left."""
+    names = sorted(p.name for p in out.iterdir())
+    assert "_SUCCESS" in names and "_temporary" not in names, names
+    assert len([n for n in names if n.startswith("part-")]) == PARTITIONS, names
+    ids, xs = rows_in(out)
+    assert len(ids) == ROWS
+    assert (np.sort(ids) == np.arange(ROWS)).all(), "ids lost or duplicated"
+    assert int(ids.sum()) == EXPECTED["s"] and int((ids * ids).sum()) == EXPECTED["q"]
+    expected_x = np.repeat((ids / 2).astype(np.float32)[:, None], WIDTH, axis=1)
+    assert (np.array(xs, dtype=np.float32) == expected_x).all()
+
+
+@pytest.mark.parametrize(("kind", "partition"), [("raise", FAULTY), ("kill", KILLED)])
+def test_task_failing_once_mid_write_is_retried_exactly(local_jobs, kind, partition) -> None:
+    report, work = local_jobs
+    assert report["write-once"]["ok"], report["write-once"]
+    hit = report["faults"][f"write-once-{kind}-0"]
+    assert (hit["partition"], hit["attempt"]) == (partition, 0)
+    assert hit["staged"], "the fault did not hit while the writer had a staged file"
+    assert f"write-once-{kind}-1" not in report["faults"]  # the retry went through
+    assert_exact_output(work / "write-once")
+
+
+@pytest.mark.parametrize(("kind", "partition"), [("raise", FAULTY), ("kill", KILLED)])
+def test_task_failing_once_after_a_read_is_retried_exactly(local_jobs, kind, partition) -> None:
+    report, _ = local_jobs
+    hit = report["faults"][f"read-once-{kind}-0"]
+    assert (hit["partition"], hit["attempt"]) == (partition, 0)
+    assert f"read-once-{kind}-1" not in report["faults"]
+    assert report["read-once"]["ok"], report["read-once"]
+    assert report["read-once"]["result"] == EXPECTED
+
+
+def test_job_that_cannot_succeed_leaves_existing_output_untouched(local_jobs) -> None:
+    report, work = local_jobs
+    failed = report["keep-always"]
+    assert not failed["ok"]
+    # the last of the four attempts raised; the message is the worker's own
+    assert failed["error"] == "PythonException"
+    assert f"RuntimeError: injected fault in partition {FAULTY}, attempt 3" in failed["message"]
+    assert [f"keep-raise-{i}" in report["faults"] for i in range(5)] == [True] * 4 + [False]
+    assert report["keep-after"] == report["keep-before"]
+    assert sorted(report["keep-before"])[0] == "_SUCCESS"
+    assert not (work / "keep" / "_temporary").exists()
+    ids, _ = rows_in(work / "keep")
+    assert sorted(ids.tolist()) == list(range(10))
+
+
+def test_job_that_cannot_succeed_leaves_nothing_at_a_fresh_path(local_jobs) -> None:
+    report, work = local_jobs
+    failed = report["fresh-always"]
+    assert not failed["ok"]
+    assert f"Task {FAULTY} in stage" in failed["message"]
+    assert "failed 4 times" in failed["message"]
+    assert "Python worker exited unexpectedly" in failed["message"]
+    assert [f"fresh-kill-{i}" in report["faults"] for i in range(5)] == [True] * 4 + [False]
+    # no _SUCCESS, no part file, no staging area: the path the job created is gone again
+    assert not (work / "fresh").exists(), sorted(str(p) for p in (work / "fresh").rglob("*"))
+
+
+# -- the commit protocol against late task attempts (no Spark: the same calls in order) -----
+
+
+def _late_attempt(out: Path, job: str, partition: int = 2, attempt: int = 3) -> None:
+    with pytest.raises(TFRecordError, match=rf"^output path {out}: job {job} has already been "
+                       rf"committed or aborted; this task attempt \(partition {partition}, "
+                       rf"attempt {attempt}\) writes nothing$"):
+        commit.task_path(str(out), job, partition, attempt, "part.tfrecord")
+
+
+def test_task_attempt_starting_after_abort_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    commit.start_job(str(out), "job1")
+    early = Path(commit.task_path(str(out), "job1", 0, 0, "part-0.tfrecord"))
+    early.write_bytes(b"staged")
+    commit.abort_job(str(out), "job1")
+    _late_attempt(out, "job1")
+    assert not out.exists()
+
+
+def test_task_attempt_starting_after_commit_leaves_nothing(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    commit.start_job(str(out), "job1")
+    staged = commit.task_path(str(out), "job1", 0, 0, "part-0.tfrecord")
+    Path(staged).write_bytes(b"staged")
+    message = commit.TaskCommit(staged=staged, final="part-0.tfrecord", records=1)
+    assert commit.commit_job(str(out), "job1", [message, None], overwrite=False) == 1
+    _late_attempt(out, "job1")
+    assert sorted(p.name for p in out.iterdir()) == ["_SUCCESS", "part-0.tfrecord"]
+
+
+def test_task_attempt_racing_with_abort_cannot_add_a_file(tmp_path: Path) -> None:
+    """An attempt that made its folder just before the abort, and opens its file just after,
+    fails to open it: the abort renamed the staging directory before removing it."""
+    out = tmp_path / "out"
+    commit.start_job(str(out), "job1")
+    staged = commit.task_path(str(out), "job1", 2, 3, "part-2.tfrecord")
+    commit.abort_job(str(out), "job1")
+    with pytest.raises(FileNotFoundError):
+        open(staged, "wb")  # what RecordFileWriter does first
+    assert not out.exists()
+
+
+def test_staging_directory_is_refused_where_a_file_is_in_the_way(tmp_path: Path) -> None:
+    (tmp_path / "file").write_bytes(b"x")
+    with pytest.raises(TFRecordError, match=rf"^output path {tmp_path}/file is not writable: "
+                       rf"cannot create {tmp_path}/file/_temporary/job1 \(Not a directory\)$"):
+        commit.start_job(str(tmp_path / "file"), "job1")
+    assert (tmp_path / "file").read_bytes() == b"x"
+
+
+@pytest.mark.slow
+def test_standalone_worker_killed_mid_write(tmp_path: Path) -> None:
+    from tests.cluster import standalone
+
+    with standalone(tmp_path / "cluster", workers=2, cores=1, memory="1g") as cluster:
+        assert len(cluster.worker_pids()) == 2 and cluster.alive_workers() == 2
+        report = run_jobs("standalone", str(tmp_path / "job"), cluster.url,
+                          str(tmp_path / "cluster" / "pids"), timeout=300)
+    assert report["executors"] == 2, report
+    killed = report["killed"]
+    assert killed.get("known") and killed.get("is_executor"), killed
+    assert killed["staged"], "the worker was not killed while its writer had a staged file"
+    assert report["alive"][str(killed["worker"])] is False, report["alive"]
+    assert list(report["alive"].values()).count(True) == 1  # the other worker carried on
+    assert report["write"]["ok"], report["write"]
+    assert_exact_output(tmp_path / "job" / "out")
