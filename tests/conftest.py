@@ -18,7 +18,7 @@ DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
-def spark() -> Iterator["pyspark.sql.SparkSession"]:  # noqa: F821
+def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
     """A local[2] SparkSession bound to loopback, shared by every test."""
     from pyspark.sql import SparkSession
 

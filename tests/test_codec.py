@@ -44,8 +44,15 @@ def _rows():
 
 def _schema() -> StructType:
     from pyspark.sql.types import (
-        ArrayType, BinaryType, BooleanType, DoubleType, FloatType, IntegerType, LongType,
-        StringType, StructField,
+        ArrayType,
+        BinaryType,
+        BooleanType,
+        DoubleType,
+        FloatType,
+        IntegerType,
+        LongType,
+        StringType,
+        StructField,
     )
 
     return StructType([

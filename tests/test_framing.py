@@ -96,7 +96,8 @@ def test_list_data_files_skips_hidden_and_expands_globs(tmp_path: Path) -> None:
     assert [Path(p).name for p in list_data_files(str(tmp_path / "*.tfrecord"))] == ["a.tfrecord"]
     both = list_data_files([str(tmp_path / "a.tfrecord"), str(tmp_path / "sub")])
     assert [Path(p).name for p in both] == ["a.tfrecord", "b.tfrecord"]
-    assert list_data_files("file://" + str(tmp_path / "a.tfrecord")) == [str(tmp_path / "a.tfrecord")]
+    single = str(tmp_path / "a.tfrecord")
+    assert list_data_files("file://" + single) == [single]
 
 
 @pytest.mark.parametrize(

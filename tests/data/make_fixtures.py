@@ -15,8 +15,10 @@ HERE = Path(__file__).parent
 def example(i: int) -> tf.train.Example:
     feature = {
         "id": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
-        "vals": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5 * k for k in range(i % 3 + 1)])),
-        "tags": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"t%d" % k for k in range(i)])),
+        "vals": tf.train.Feature(
+            float_list=tf.train.FloatList(value=[0.5 * k for k in range(i % 3 + 1)])),
+        "tags": tf.train.Feature(
+            bytes_list=tf.train.BytesList(value=[b"t%d" % k for k in range(i)])),
     }
     if i != 3:
         feature["name"] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[f"n{i}".encode()]))
