@@ -3,7 +3,8 @@
 Local mode retries a failed task only under a master ``local[N,F]``, while the suite's shared
 session is ``local[2]``, so these jobs get a session of their own. Each job writes what it saw
 (its outcome, where the fault hit) to ``WORKDIR/report.json``; the tests read the output files
-on disk themselves.
+on disk themselves. Faults in the middle of TFModel inference come from the session's Python
+daemon, ``tests/fault_daemon.py``, which wraps the model's batch function in every worker.
 
 Usage::
 
@@ -22,11 +23,13 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
+ROOT = Path(__file__).resolve().parent.parent
 ROWS = 20_000  # ids 0..ROWS-1, in PARTITIONS partitions
 PARTITIONS = 4
 FAULTY = 2  # the partition whose task raises
@@ -34,14 +37,18 @@ KILLED = 1  # the partition whose Python worker is killed
 SCHEMA = "id bigint, x array<float>"
 WIDTH = 16  # values in x: rows wide enough that the writer receives data before the fault
 FAULT_AFTER = 6  # batches passed on before the fault (of ROWS / PARTITIONS / 500 = 10)
+BATCH = 500  # rows per Arrow batch, and per model batch (TFModel batchSize)
+
+
+def rows(spark: Any) -> Any:
+    """``ROWS`` rows ``(id, [id / 2] * WIDTH)`` in ``PARTITIONS`` partitions."""
+    return spark.range(0, ROWS, numPartitions=PARTITIONS).selectExpr(
+        "id", f"array_repeat(cast(id / 2 as float), {WIDTH}) as x")
 
 
 def rows_to_write(spark: Any, fault: Callable | None = None) -> Any:
-    """``ROWS`` rows ``(id, [id / 2] * WIDTH)``, passed through ``mapInArrow`` (where the
-    faults go)."""
-    df = spark.range(0, ROWS, numPartitions=PARTITIONS).selectExpr(
-        "id", f"array_repeat(cast(id / 2 as float), {WIDTH}) as x")
-    return df.mapInArrow(fault or identity, SCHEMA)
+    """:func:`rows` passed through ``mapInArrow`` (where the faults go)."""
+    return rows(spark).mapInArrow(fault or identity, SCHEMA)
 
 
 def identity(batches: Iterator[pa.RecordBatch]) -> Iterator[pa.RecordBatch]:
@@ -67,7 +74,7 @@ def fault(
         for i, batch in enumerate(batches):
             yield batch
             if kind and i == FAULT_AFTER - 1:
-                staged = _wait_for_staged(staged_under, partition, attempt)
+                staged = wait_for_staged(staged_under, partition, attempt)
                 note = {"kind": kind, "partition": partition, "attempt": attempt,
                         "staged": staged, "pid": os.getpid()}
                 Path(markers, f"{tag}-{kind}-{attempt}.json").write_text(json.dumps(note))
@@ -78,7 +85,7 @@ def fault(
     return run
 
 
-def _wait_for_staged(out: str | None, partition: int, attempt: int) -> list[str]:
+def wait_for_staged(out: str | None, partition: int, attempt: int) -> list[str]:
     """The staged files of this task attempt, once one exists (waits up to 10 s)."""
     if out is None:
         return []
@@ -126,8 +133,10 @@ def local_session() -> Any:
         .config("spark.driver.bindAddress", "127.0.0.1")
         .config("spark.ui.enabled", "false")
         .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.sql.execution.arrow.maxRecordsPerBatch", "500")
+        .config("spark.sql.execution.arrow.maxRecordsPerBatch", str(BATCH))
         .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
+        .config("spark.python.daemon.module", "tests.fault_daemon")
+        .config("spark.executorEnv.PYTHONPATH", str(ROOT))
         .getOrCreate()
     )
     spark.sparkContext.setLogLevel("OFF")
@@ -171,11 +180,40 @@ def run_local(work: Path) -> dict[str, Any]:
     write("keep-always", df, "keep", mode="overwrite")
     df = rows_to_write(spark, fault({FAULTY: "kill"}, markers, "fresh", always=True))
     write("fresh-always", df, "fresh")
+
+    # (e), (f): the faults of (a), (b) in the middle of TFModel inference, on the fused path
+    # (a read_tfrecords scan: score_files) and on the general one (map_batches)
+    from sparktf.ml import TFModel
+    from tests.models import build_rowsum
+
+    model = TFModel(exportDir=str(build_rowsum(work / "rowsum", width=WIDTH)),
+                    inputMapping={"x": "x"}, passthroughColumns=["id"], batchSize=BATCH,
+                    outputMapping={"total": "total", "doubled": "doubled"})
+    scans = {"fused": sparktf.read_tfrecords(spark, str(work / "input"), SCHEMA),
+             "general": rows(spark)}
+    for tag, df in scans.items():
+        fault_spec = {"tag": tag, "markers": markers, "kinds": {FAULTY: "raise", KILLED: "kill"},
+                      "after": FAULT_AFTER, "staged_under": str(work / tag)}
+        with inference_faults(spark, fault_spec):
+            write(tag, model.transform(df), tag)
     time.sleep(1)  # let the Python workers of failed attempts finish, then look
     report["keep-after"] = snapshot(work / "keep")
     report["faults"] = {p.stem: json.loads(p.read_text()) for p in sorted(Path(markers).iterdir())}
     spark.stop()
     return report
+
+
+@contextmanager
+def inference_faults(spark: Any, spec: dict[str, Any]) -> Iterator[None]:
+    """Ask ``tests/fault_daemon.py`` for the faults of ``spec`` in the jobs run inside."""
+    from tests.fault_daemon import PROPERTY
+
+    context = spark.sparkContext
+    context.setLocalProperty(PROPERTY, json.dumps(spec))
+    try:
+        yield
+    finally:
+        context.setLocalProperty(PROPERTY, None)
 
 
 def snapshot(folder: Path) -> dict[str, str]:
@@ -222,7 +260,7 @@ def wait_to_be_killed(markers: str, out: str) -> Callable[..., Iterator[pa.Recor
         for i, batch in enumerate(batches):
             yield batch
             if partition == FAULTY and attempt == 0 and i == FAULT_AFTER - 1:
-                staged = _wait_for_staged(out, partition, attempt)
+                staged = wait_for_staged(out, partition, attempt)
                 jvm = executor_pid()
                 note = {"executor": jvm, "staged": staged}
                 Path(markers, "executor.json").write_text(json.dumps(note))
@@ -328,6 +366,7 @@ def wait_for_executors(spark: Any, n: int, timeout: float = 60) -> int:
 
 def main(argv: list[str]) -> int:
     began = time.time()
+    sys.path.insert(0, str(ROOT))  # for tests.models and tests.fault_daemon
     mode, work = argv[0], Path(argv[1])
     work.mkdir(parents=True, exist_ok=True)
     try:

@@ -6,7 +6,9 @@
 - :func:`build_tf2`: a ``tf.saved_model.save`` module whose aliases differ from its tensors;
 - :func:`build_nobatch`: outputs without a batch dimension;
 - :func:`build_types`: identity-like outputs of many dtypes and ranks;
-- :func:`build_keras`: a Keras ``model.export`` SavedModel.
+- :func:`build_keras`: a Keras ``model.export`` SavedModel;
+- :func:`build_rowsum`: a TF1 graph with ``x`` [None, width], ``total`` (sum per row) and
+  ``doubled`` (``x * 2``), no variables.
 """
 
 from __future__ import annotations
@@ -156,4 +158,17 @@ def build_keras(export_dir: Path) -> Path:
     dense = tf.keras.layers.Dense(2, name="dense_out", kernel_initializer="ones")
     model = tf.keras.Model(inp, dense(inp))
     model.export(str(export_dir), verbose=False)
+    return export_dir
+
+
+def build_rowsum(export_dir: Path, *, width: int = 16) -> Path:
+    """A TF1 model with ``x`` [None, ``width``] float32; ``total`` (``x`` summed per row,
+    shape [None]) and ``doubled`` (``x * 2``). Tiny and exact where the sums are."""
+    tf = tensorflow()
+    graph = tf.Graph()
+    with graph.as_default():
+        x = tf.compat.v1.placeholder(tf.float32, [None, width], name="x")
+        tf.reduce_sum(x, axis=1, name="total")
+        tf.multiply(x, 2.0, name="doubled")
+    _save_tf1(export_dir, graph, {})
     return export_dir

@@ -148,8 +148,15 @@ def test_missing_input_exits_1(spark, mnist_export, tmp_path, capsys) -> None:
 
 
 def test_python_dash_m_runs_the_seed_call(digits, mnist_export, tmp_path) -> None:
+    """Also: local workers run the driver's interpreter, whatever ``python3`` the PATH has."""
     out = tmp_path / "pm"
-    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    for name in ("python", "python3"):
+        (fake / name).write_text("#!/bin/sh\necho not this python >&2\nexit 3\n")
+        (fake / name).chmod(0o755)
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1", PATH=f"{fake}:{os.environ['PATH']}")
+    env.pop("PYSPARK_PYTHON", None)
     done = subprocess.run(
         [sys.executable, "-m", "sparktf", "infer", "--export_dir", str(mnist_export), "--input",
          str(digits[0]), *SEED, "--output", str(out), "--master", "local[2]"],

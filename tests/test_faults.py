@@ -1,11 +1,17 @@
-"""Fault tolerance of TFRecord writes and reads through Spark (issue 5).
+"""Fault tolerance of TFRecord writes and reads, and of TFModel inference, through Spark.
 
-A task that fails once, or whose Python worker is killed, in the middle of a write or after a
-read is retried, and the output holds every input row exactly once, with no staging files
-left; a job that cannot succeed leaves no ``_SUCCESS``, no visible part file, and an existing
-output as it was. Local mode retries tasks only under ``local[N,F]``, so the jobs run in their
-own Spark session in a subprocess (``tests/fault_jobs.py``); the checks below read what they
-left on disk. The Standalone case kills a whole Worker JVM and its executor mid-job.
+A task that fails once, or whose Python worker is killed, in the middle of a write, after a
+read, or in the middle of TFModel inference (on the fused path, a ``read_tfrecords`` scan
+scored by ``score_files``, and on the general one, ``map_batches``) is retried, and the output
+holds every input row exactly once, with no staging files left and, for inference, every
+prediction equal to the plain numpy result; a job that cannot succeed leaves no ``_SUCCESS``,
+no visible part file, and an existing output as it was. Local mode retries tasks only under
+``local[N,F]``, so the jobs run in their own Spark session in a subprocess
+(``tests/fault_jobs.py``); the checks below read what they left on disk. Inference faults come
+from that session's Python daemon, ``tests/fault_daemon.py``, which wraps
+``sparktf.model.runtime.run_batch`` in every worker: after ``FAULT_AFTER`` model batches, with
+the model loaded and output staged, a chosen task's first attempt raises or SIGKILLs its
+worker. The Standalone case kills a whole Worker JVM and its executor mid-job.
 """
 
 from __future__ import annotations
@@ -26,10 +32,12 @@ from sparktf.spark import commit
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import list_data_files
 from sparktf.tfrecord.reader import ReadSettings, read_file
-from tests.fault_jobs import FAULTY, KILLED, PARTITIONS, ROWS, WIDTH
+from tests.fault_jobs import BATCH, FAULT_AFTER, FAULTY, KILLED, PARTITIONS, ROWS, WIDTH
 
 ROOT = Path(__file__).resolve().parent.parent
 SCHEMA = StructType([StructField("id", LongType()), StructField("x", ArrayType(FloatType()))])
+SCORED = StructType([StructField("id", LongType()), StructField("total", FloatType()),
+                     StructField("doubled", ArrayType(FloatType()))])
 EXPECTED = {"n": ROWS, "s": sum(range(ROWS)), "q": sum(i * i for i in range(ROWS))}
 
 
@@ -53,27 +61,39 @@ def local_jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any]
     return run_jobs("local", str(work), timeout=420), work
 
 
-def rows_in(out: Path) -> tuple[np.ndarray, list[list[float]]]:
-    """The ``id`` and ``x`` of every record in the data files of ``out``, read without Spark."""
-    ids, xs = [], []
+def rows_in(out: Path, schema: StructType = SCHEMA) -> tuple[np.ndarray, list[list[Any]]]:
+    """The ``id`` (the first column) and the other columns of ``schema`` of every record in the
+    data files of ``out``, read without Spark."""
+    ids, rest = [], [[] for _ in schema.fields[1:]]
     for path in list_data_files(str(out)):
-        for batch in read_file(path, Decoder(SCHEMA, "Example"), ReadSettings()):
+        for batch in read_file(path, Decoder(schema, "Example"), ReadSettings()):
             ids.append(batch.column(0).to_numpy())
-            xs.extend(batch.column(1).to_pylist())
-    return (np.concatenate(ids) if ids else np.array([], np.int64)), xs
+            for i, values in enumerate(rest, start=1):
+                values.extend(batch.column(i).to_pylist())
+    return (np.concatenate(ids) if ids else np.array([], np.int64)), rest
+
+
+def assert_committed_ids(out: Path, ids: np.ndarray) -> None:
+    """Committed, nothing staged left, one part file per partition; ``ids`` are every input
+    id exactly once (count, sum and sum of squares too)."""
+    names = sorted(p.name for p in out.iterdir())
+    assert "_SUCCESS" in names and "_temporary" not in names, names
+    assert len([n for n in names if n.startswith("part-")]) == PARTITIONS, names
+    assert (np.sort(ids) == np.arange(ROWS)).all(), "ids lost or duplicated"
+    checksum = {"n": len(ids), "s": int(ids.sum()), "q": int((ids * ids).sum())}
+    assert checksum == EXPECTED
+
+
+def inputs_of(ids: np.ndarray) -> np.ndarray:
+    """The ``x`` of each id: ``[id / 2] * WIDTH`` as float32."""
+    return np.repeat((ids / 2).astype(np.float32)[:, None], WIDTH, axis=1)
 
 
 def assert_exact_output(out: Path) -> None:
     """Every id written exactly once with its own values; committed; nothing staged left."""
-    names = sorted(p.name for p in out.iterdir())
-    assert "_SUCCESS" in names and "_temporary" not in names, names
-    assert len([n for n in names if n.startswith("part-")]) == PARTITIONS, names
-    ids, xs = rows_in(out)
-    assert len(ids) == ROWS
-    assert (np.sort(ids) == np.arange(ROWS)).all(), "ids lost or duplicated"
-    assert int(ids.sum()) == EXPECTED["s"] and int((ids * ids).sum()) == EXPECTED["q"]
-    expected_x = np.repeat((ids / 2).astype(np.float32)[:, None], WIDTH, axis=1)
-    assert (np.array(xs, dtype=np.float32) == expected_x).all()
+    ids, (xs,) = rows_in(out)
+    assert_committed_ids(out, ids)
+    assert (np.array(xs, dtype=np.float32) == inputs_of(ids)).all()
 
 
 @pytest.mark.parametrize(("kind", "partition"), [("raise", FAULTY), ("kill", KILLED)])
@@ -95,6 +115,44 @@ def test_task_failing_once_after_a_read_is_retried_exactly(local_jobs, kind, par
     assert f"read-once-{kind}-1" not in report["faults"]
     assert report["read-once"]["ok"], report["read-once"]
     assert report["read-once"]["result"] == EXPECTED
+
+
+@pytest.mark.parametrize("path", ["fused", "general"])
+@pytest.mark.parametrize(("kind", "partition"), [("raise", FAULTY), ("kill", KILLED)])
+def test_task_failing_once_mid_inference_is_retried_exactly(local_jobs, path, kind,
+                                                             partition) -> None:
+    report, work = local_jobs
+    assert report[path]["ok"], report[path]
+    hit = report["faults"][f"{path}-{kind}-0"]
+    assert (hit["partition"], hit["attempt"]) == (partition, 0)
+    # in the middle of inference: the model loaded, FAULT_AFTER of 10 batches scored, output
+    # staged by the writer; on the path asked for
+    assert hit["loaded"], hit
+    assert (hit["batches"], hit["rows"]) == (FAULT_AFTER, FAULT_AFTER * BATCH), hit
+    assert hit["staged"], "the fault did not hit while the writer had a staged file"
+    assert "sparktf.model.runtime.map_batches" in hit["callers"], hit["callers"]
+    assert ("sparktf.model.fused.score_files" in hit["callers"]) == (path == "fused")
+    assert f"{path}-{kind}-1" not in report["faults"]
+    # the second attempt scored the partition again, in another process if this one was killed
+    attempts = sorted(v["attempt"] for k, v in report["faults"].items()
+                      if k.startswith(f"{path}-scored-{partition}-"))
+    assert attempts == [0, 1], attempts
+    if kind == "kill":
+        assert report["faults"][f"{path}-scored-{partition}-1"]["pid"] != hit["pid"]
+    ids, (total, doubled) = rows_in(work / path, SCORED)
+    assert_committed_ids(work / path, ids)
+    x = inputs_of(ids)
+    assert (np.array(total, dtype=np.float32) == x.sum(axis=1)).all()
+    assert (np.array(doubled, dtype=np.float32) == x * 2).all()
+
+
+def test_inference_faults_retried_only_the_faulted_tasks_once(local_jobs) -> None:
+    report, _ = local_jobs
+    for path in ("fused", "general"):
+        scored = {k for k in report["faults"] if k.startswith(f"{path}-scored-")}
+        expected = {f"{path}-scored-{p}-0" for p in range(PARTITIONS)}
+        expected |= {f"{path}-scored-{p}-1" for p in (FAULTY, KILLED)}
+        assert scored == expected, sorted(scored)
 
 
 def test_job_that_cannot_succeed_leaves_existing_output_untouched(local_jobs) -> None:

@@ -94,6 +94,10 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
         builder = builder.master(master or "local[*]")
     if (master or "local").startswith("local"):
         builder = builder.config("spark.driver.host", confs.pop("spark.driver.host", "127.0.0.1"))
+        if "spark.pyspark.python" not in confs:
+            # local workers run this interpreter (the one with sparktf and TensorFlow), not
+            # whatever `python3` is first on the PATH
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = builder.config("spark.ui.showConsoleProgress", "true")
     for key, value in confs.items():
         builder = builder.config(key, value)
