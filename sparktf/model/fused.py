@@ -1,9 +1,10 @@
 """Fused scoring of TFRecord files: read, decode and run the model in one Python task.
 
 Used by :class:`~sparktf.ml.TFModel` when its input is exactly a DataFrame returned by
-:func:`sparktf.read_tfrecords`. Each task gets one file index, reads that file with
-``tf.data``, decodes only the columns the model needs, scores them, and hands Spark only the
-outputs (and pass-through columns). Input tensors never cross into the JVM and back.
+:func:`sparktf.read_tfrecords` (or a plain Parquet scan). Each task gets a group of pieces
+(consecutive files or row groups), reads them with ``tf.data`` (or pyarrow), decodes only
+the columns the model needs, scores them, and hands Spark only the outputs (and
+pass-through columns). Input tensors never cross into the JVM and back.
 The result is the same as the general path (a test compares them).
 """
 
@@ -36,20 +37,29 @@ class FileScan:
         return StructType([f for f in full.fields if f.name in wanted])
 
 
+def _pieces(indices: Iterator[pa.RecordBatch],
+            groups: Sequence[Sequence[int]]) -> Iterator[int]:
+    """The piece indices of the group indices arriving from ``spark.range``."""
+    for chunk in indices:
+        for group in chunk.column(0).to_numpy().tolist():
+            yield from groups[group]
+
+
 def score_files(
-    indices: Iterator[pa.RecordBatch], *, scan: FileScan, plan: Plan
+    indices: Iterator[pa.RecordBatch], *, scan: FileScan, plan: Plan,
+    groups: Sequence[Sequence[int]],
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over a DataFrame of file indices (``spark.range``)."""
+    """``mapInArrow`` function over a DataFrame of group indices (``spark.range``): each
+    group is a run of file indices into ``scan.files``."""
     columns = [*plan.passthrough, *(f.column for f in plan.feeds)]
     schema = scan.needed(columns)
     settings = dataclasses.replace(scan.settings, batch_size=plan.batch_size)
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for chunk in indices:
-            for index in chunk.column(0).to_numpy().tolist():
-                decoder = Decoder(schema, settings.record_type,
-                                  skip_corrupt=settings.ignore_corrupt_records)
-                yield from read_file(scan.files[index], decoder, settings)
+        for index in _pieces(indices, groups):
+            decoder = Decoder(schema, settings.record_type,
+                              skip_corrupt=settings.ignore_corrupt_records)
+            yield from read_file(scan.files[index], decoder, settings)
 
     yield from map_batches(batches(), plan=plan)
 
@@ -60,23 +70,25 @@ class ParquetPiece:
 
     path: str
     row_group: int
+    rows: int = 0
 
 
 def score_parquet(
-    indices: Iterator[pa.RecordBatch], *, pieces: tuple[ParquetPiece, ...], plan: Plan
+    indices: Iterator[pa.RecordBatch], *, pieces: tuple[ParquetPiece, ...], plan: Plan,
+    groups: Sequence[Sequence[int]],
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over piece indices: read row groups with pyarrow, score them."""
+    """``mapInArrow`` function over group indices: read each group's row groups with
+    pyarrow, score them."""
     import pyarrow.parquet as pq
 
     columns = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for chunk in indices:
-            for index in chunk.column(0).to_numpy().tolist():
-                piece = pieces[index]
-                with pq.ParquetFile(piece.path) as handle:
-                    yield from handle.iter_batches(batch_size=plan.batch_size,
-                                                   row_groups=[piece.row_group],
-                                                   columns=columns, use_threads=False)
+        for index in _pieces(indices, groups):
+            piece = pieces[index]
+            with pq.ParquetFile(piece.path) as handle:
+                yield from handle.iter_batches(batch_size=plan.batch_size,
+                                               row_groups=[piece.row_group],
+                                               columns=columns, use_threads=False)
 
     yield from map_batches(batches(), plan=plan)
