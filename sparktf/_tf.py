@@ -42,27 +42,3 @@ def _quiet_import() -> None:
         tensorflow()
     except SparkTFError:
         pass  # reported when TensorFlow is really needed
-
-
-def _warm_task(_: object) -> None:
-    tensorflow()
-
-
-def warm_workers(spark: object) -> threading.Thread:
-    """Import TensorFlow in the executors' Python workers, in a background Spark job.
-
-    Python workers are reused between tasks, so the job that follows finds TensorFlow loaded.
-    """
-    context = spark.sparkContext  # type: ignore[attr-defined]
-    slots = max(1, int(context.defaultParallelism))
-
-    def job() -> None:
-        try:
-            context.setLocalProperty("spark.job.description", "sparktf: import TensorFlow")
-            context.parallelize(range(slots), slots).foreach(_warm_task)
-        except Exception:  # noqa: BLE001 - a warm-up only; the real job reports errors
-            pass
-
-    thread = threading.Thread(target=job, name="sparktf-warm-workers", daemon=True)
-    thread.start()
-    return thread

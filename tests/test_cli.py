@@ -57,6 +57,15 @@ def test_seed_call_fetches_prediction_and_relu(spark, digits, mnist_export, tmp_
     assert (out / "_SUCCESS").exists()
 
 
+def test_general_path_gives_the_fused_predictions(digits, mnist_export, tmp_path) -> None:
+    fused, general = tmp_path / "fused", tmp_path / "general"
+    base = ["infer", "--export_dir", str(mnist_export), "--input", str(digits[0]), *SEED]
+    assert main([*base, "--output", str(fused)]) == 0
+    assert main([*base, "--output", str(general), "--no_fuse"]) == 0
+    assert _predictions(general) == _predictions(fused)
+    assert [r["prediction"] for r in _predictions(fused)] == mnist_numpy(digits[1])[0].tolist()
+
+
 @pytest.mark.parametrize("fmt", ["parquet", "csv", "tfrecord"])
 def test_output_formats_and_kept_columns(spark, digits, mnist_export, tmp_path, fmt) -> None:
     out = tmp_path / fmt

@@ -176,10 +176,6 @@ def run(args: argparse.Namespace) -> int:
 
     joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
     spark = spark_session(args.master, confs, verbose=args.verbose)
-    if os.environ.get("SPARKTF_WARM_WORKERS", "1") != "0":
-        from sparktf._tf import warm_workers
-
-        warm_workers(spark)  # workers import TensorFlow while the driver plans
     try:
         return _infer(spark, args, input_mapping, output_mapping, keep, started)
     finally:
@@ -200,7 +196,12 @@ def _infer(spark: Any, args: argparse.Namespace, input_mapping: dict[str, str],
     inputs = args.input if len(args.input) > 1 else args.input[0]
     options = {"recordType": args.record_type, "compression": args.compression}
     with reraise():
-        df = sparktf.read_tfrecords(spark, inputs, schema_hint=hint, **options)
+        if args.no_fuse:
+            df = sparktf.read_tfrecords(spark, inputs, schema_hint=hint, **options)
+        else:  # the fused path reads the files itself: no data source to set up
+            from sparktf.spark.api import scan_tfrecords
+
+            df = scan_tfrecords(spark, inputs, schema_hint=hint, **options)
         if args.verbose:
             df.show()
             df.printSchema()

@@ -111,5 +111,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
+def entry() -> None:
+    """The ``sparktf`` console script: :func:`main`, then a quick exit.
+
+    Once the command is done (output committed, Spark stopped), the process leaves without
+    tearing down TensorFlow's modules, which takes 1-2 s. Under ``spark-submit`` it exits
+    normally, so the JVM's own shutdown runs as usual.
+    """
+    code = main()
+    if "tensorflow" not in sys.modules or any(
+            k in os.environ for k in ("PYSPARK_GATEWAY_PORT", "SPARK_SUBMIT")):
+        sys.exit(code)
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    entry()

@@ -11,6 +11,7 @@ The result is the same as the general path (a test compares them).
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
@@ -32,7 +33,7 @@ class FileScan:
 
     def needed(self, columns: Sequence[str]) -> StructType:
         """The scan's schema narrowed to ``columns`` (in scan order)."""
-        full = StructType.fromJson(__import__("json").loads(self.schema_json))
+        full = StructType.fromJson(json.loads(self.schema_json))
         wanted = set(columns)
         return StructType([f for f in full.fields if f.name in wanted])
 
@@ -43,6 +44,16 @@ def _pieces(indices: Iterator[pa.RecordBatch],
     for chunk in indices:
         for group in chunk.column(0).to_numpy().tolist():
             yield from groups[group]
+
+
+def read_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function over file indices: the records of each file, all columns."""
+    schema = StructType.fromJson(json.loads(scan.schema_json))
+    for chunk in indices:
+        for index in chunk.column(0).to_numpy().tolist():
+            decoder = Decoder(schema, scan.settings.record_type,
+                              skip_corrupt=scan.settings.ignore_corrupt_records)
+            yield from read_file(scan.files[index], decoder, scan.settings)
 
 
 def score_files(
