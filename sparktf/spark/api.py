@@ -125,9 +125,10 @@ def scan_tfrecords(
     """The rows of :func:`read_tfrecords`, without the data source: a ``spark.range`` of
     file indices mapped by the same reader (one task per file).
 
-    For ``sparktf infer``, whose input is scored by the fused path and never read through
-    this DataFrame: it skips registering the data source and the planning process Spark
-    starts for a Python data source (about 3 s of a short job on 2 cores).
+    For ``sparktf infer``, whose input the fused path scores straight from the files (this
+    DataFrame is read only by ``--verbose``'s ``show()``): it skips registering the data
+    source and the planning process Spark starts for a Python data source (about 3 s of a
+    short job on 2 cores).
     """
     import functools
 
