@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -38,22 +38,32 @@ class FileScan:
         return StructType([f for f in full.fields if f.name in wanted])
 
 
+def _indices(batches: Iterator[pa.RecordBatch]) -> Iterator[int]:
+    """The indices arriving from ``spark.range``."""
+    for chunk in batches:
+        yield from chunk.column(0).to_numpy().tolist()
+
+
 def _pieces(indices: Iterator[pa.RecordBatch],
             groups: Sequence[Sequence[int]]) -> Iterator[int]:
     """The piece indices of the group indices arriving from ``spark.range``."""
-    for chunk in indices:
-        for group in chunk.column(0).to_numpy().tolist():
-            yield from groups[group]
+    for group in _indices(indices):
+        yield from groups[group]
+
+
+def _records(paths: Iterable[str], schema: StructType,
+             settings: ReadSettings) -> Iterator[pa.RecordBatch]:
+    """The records of each file of ``paths``, decoded to ``schema`` (a decoder per file)."""
+    for path in paths:
+        decoder = Decoder(schema, settings.record_type,
+                          skip_corrupt=settings.ignore_corrupt_records)
+        yield from read_file(path, decoder, settings)
 
 
 def read_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan) -> Iterator[pa.RecordBatch]:
     """``mapInArrow`` function over file indices: the records of each file, all columns."""
     schema = StructType.fromJson(json.loads(scan.schema_json))
-    for chunk in indices:
-        for index in chunk.column(0).to_numpy().tolist():
-            decoder = Decoder(schema, scan.settings.record_type,
-                              skip_corrupt=scan.settings.ignore_corrupt_records)
-            yield from read_file(scan.files[index], decoder, scan.settings)
+    yield from _records((scan.files[i] for i in _indices(indices)), schema, scan.settings)
 
 
 def score_files(
@@ -66,13 +76,8 @@ def score_files(
     schema = scan.needed(columns)
     settings = dataclasses.replace(scan.settings, batch_size=plan.batch_size)
 
-    def batches() -> Iterator[pa.RecordBatch]:
-        for index in _pieces(indices, groups):
-            decoder = Decoder(schema, settings.record_type,
-                              skip_corrupt=settings.ignore_corrupt_records)
-            yield from read_file(scan.files[index], decoder, settings)
-
-    yield from map_batches(batches(), plan=plan)
+    paths = (scan.files[index] for index in _pieces(indices, groups))
+    yield from map_batches(_records(paths, schema, settings), plan=plan)
 
 
 @dataclass(frozen=True)
