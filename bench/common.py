@@ -70,7 +70,9 @@ def _lists(matrix: np.ndarray):
 def spark_session(master: str = "local[2]"):
     from pyspark.sql import SparkSession
 
-    spark = (
+    import sparktf
+
+    spark = sparktf.configure_session(  # as the README recommends; infer does the same
         SparkSession.builder.master(master)
         .appName("sparktf-bench")
         .config("spark.driver.host", "127.0.0.1")
@@ -78,8 +80,7 @@ def spark_session(master: str = "local[2]"):
         .config("spark.driver.memory", "4g")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.sql.files.maxPartitionBytes", str(64 << 20))
-        .getOrCreate()
-    )
+    ).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     return spark
 

@@ -31,8 +31,10 @@ def main() -> None:
     os.environ["FLOOR_TF"] = "0" if "--no-tf" in sys.argv else "1"
     from pyspark.sql import SparkSession
 
-    spark = (SparkSession.builder.master("local[*]").appName("spark floor")
-             .config("spark.driver.host", "127.0.0.1").getOrCreate())
+    from sparktf.spark.session import configure_session  # as sparktf infer's session
+
+    spark = configure_session(SparkSession.builder.master("local[*]").appName("spark floor")
+                              .config("spark.driver.host", "127.0.0.1")).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(0, 2, 1, 2).mapInArrow(_work, "id long").write.format("noop").mode(
         "overwrite").save()

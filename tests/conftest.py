@@ -22,7 +22,9 @@ def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
     """A local[2] SparkSession bound to loopback, shared by every test."""
     from pyspark.sql import SparkSession
 
-    session = (
+    import sparktf
+
+    session = sparktf.configure_session(
         SparkSession.builder.master("local[2]")
         .appName("sparktf-tests")
         .config("spark.driver.host", "127.0.0.1")
@@ -32,8 +34,7 @@ def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
         .config("spark.default.parallelism", "2")
         .config("spark.sql.execution.arrow.pyspark.enabled", "true")
         .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
-        .getOrCreate()
-    )
+    ).getOrCreate()
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()

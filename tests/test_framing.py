@@ -12,6 +12,7 @@ from sparktf.errors import TFRecordError
 from sparktf.tfrecord.framing import (
     Problem,
     RecordFileWriter,
+    first_overrun,
     frame,
     list_data_files,
     resolve_compression,
@@ -131,3 +132,24 @@ def test_truncated_gzip_stream_is_a_problem(tmp_path: Path) -> None:
     path.write_bytes(gzip.compress(frame(b"x" * 5000) * 3)[:-20])
     problem = _records(path, "gzip")[-1]
     assert isinstance(problem, Problem)
+
+
+@pytest.mark.parametrize("cut", [0, 3, 9, 17])
+def test_first_overrun_walks_records_across_mapped_windows(tmp_path: Path, monkeypatch,
+                                                           cut: int) -> None:
+    import sparktf.tfrecord.framing as framing
+
+    monkeypatch.setattr(framing, "_WINDOW", 1 << 16)  # 64 KiB windows: records straddle them
+    data = b"".join(frame(bytes([i % 251]) * (i * 7 % 900)) for i in range(3000))
+    path = tmp_path / "many.tfrecord"
+    path.write_bytes(data[: len(data) - cut])
+    found = first_overrun(str(path))
+    if cut == 0:
+        assert found is None
+    else:  # the last record's declared length no longer fits
+        assert found is not None and found.record == 2999
+        assert found.offset == len(data) - (16 + 2999 * 7 % 900)
+        assert "runs past the end of the file" in found.what
+    path.write_bytes(data + b"\x01\x02\x03")  # a header cut short after the last record
+    found = first_overrun(str(path))
+    assert found is not None and (found.record, found.what) == (3000, "truncated record header")

@@ -44,6 +44,8 @@ def spark_session(master: str | None) -> Any:
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     from pyspark.sql import SparkSession
 
+    import sparktf
+
     builder = (
         SparkSession.builder.appName("mnist_data_setup")
         .config("spark.driver.host", "127.0.0.1")
@@ -53,7 +55,7 @@ def spark_session(master: str | None) -> Any:
         master = "local[*]"
     if master is not None:
         builder = builder.master(master)
-    return builder.getOrCreate()
+    return sparktf.configure_session(builder).getOrCreate()
 
 
 def _list_array(values: np.ndarray) -> Any:

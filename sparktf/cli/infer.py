@@ -11,6 +11,7 @@ from typing import Any
 
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError
+from sparktf.spark.session import JAVA_OPTION_KEYS, merge_java_options
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
             # whatever `python3` is first on the PATH
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = builder.config("spark.ui.showConsoleProgress", "true")
+    for key in JAVA_OPTION_KEYS:  # Arrow's checks off, after the user's own JVM options
+        confs[key] = merge_java_options(confs.get(key, ""))
     for key, value in confs.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()

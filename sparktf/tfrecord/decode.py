@@ -87,24 +87,21 @@ class Decoder:
         }
 
     def _parse_fast(self, serialized: Any) -> dict[str, Ragged]:
-        tf = tensorflow()
-        if self.record_type == "Example":
-            tensors = tf.io.parse_example(serialized, self._spec((0, 1)))
-        else:
-            context, lists, _ = tf.io.parse_sequence_example(
-                serialized,
-                context_features=self._spec((0, 1)) or None,
-                sequence_features=self._spec((2,)) or None,
-            )
-            tensors = {**context, **lists}
+        tensors = self._parser()(serialized)
         return {
-            name: Ragged(
-                self.kinds[name],
-                t.flat_values.numpy(),
-                [s.numpy() for s in t.nested_row_splits],
-            )
-            for name, t in tensors.items()
+            name: Ragged(self.kinds[name], np.asarray(values), [np.asarray(s) for s in splits])
+            for name, (values, splits) in tensors.items()
         }
+
+    def _parser(self) -> Any:
+        """The batch parser for the current kinds, traced once per process and kept."""
+        key = (self.record_type, tuple((c.name, c.depth, self.kinds[c.name]) for c in self.columns))
+        parser = _PARSERS.get(key)
+        if parser is None:
+            parser = _PARSERS[key] = _trace_parser(
+                self.record_type, self._spec((0, 1)), self._spec((2,))
+            )
+        return parser
 
     def _assemble(
         self, parsed: dict[str, Ragged], n: int, path: str, first: int, records: Any
@@ -236,6 +233,27 @@ class Decoder:
         kind = "float" if set(kinds) == {"int64", "float"} else next(iter(kinds))
         self.kinds[column.name] = kind  # decode later batches in bulk with it
         return kind
+
+
+_PARSERS: dict[tuple[Any, ...], Any] = {}
+
+
+def _trace_parser(record_type: str, features: dict[str, Any], lists: dict[str, Any]) -> Any:
+    """A ``tf.function`` that parses a batch of records into ``{name: (values, splits)}``
+    (one graph call per batch instead of eager ops and their Python argument checks)."""
+    tf = tensorflow()
+
+    def parse(serialized: Any) -> dict[str, Any]:
+        if record_type == "Example":
+            tensors = tf.io.parse_example(serialized, features)
+        else:
+            context, steps, _ = tf.io.parse_sequence_example(
+                serialized, context_features=features or None, sequence_features=lists or None
+            )
+            tensors = {**context, **steps}
+        return {name: (t.flat_values, t.nested_row_splits) for name, t in tensors.items()}
+
+    return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string)])
 
 
 def _a(kind: str) -> str:

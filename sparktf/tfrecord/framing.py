@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import glob
 import gzip
+import mmap
 import os
 import struct
 import zlib
@@ -277,22 +278,27 @@ def first_overrun(path: str) -> Problem | None:
     size = os.path.getsize(path)
     unpack = struct.Struct("<Q").unpack_from
     offset = index = 0
-    with open(path, "rb", buffering=0) as handle:
+    with open(path, "rb") as handle:
         while offset < size:
-            handle.seek(offset)
-            buf = handle.read(1 << 20)
-            last, at = len(buf) - 8, 0
-            if last < 0:
+            base = offset - offset % mmap.ALLOCATIONGRANULARITY
+            end = min(base + _WINDOW, size)
+            if end - offset < 8:
                 return Problem(path, index, offset, "truncated record header")
-            while at <= last:
-                (length,) = unpack(buf, at)
-                if length > size - offset - at - 16:
-                    return Problem(path, index, offset + at, f"record length {length} runs past "
-                                   f"the end of the file ({size - offset - at} bytes left)")
-                at += 16 + length
-                index += 1
-            offset += at
+            # mapped, not read: only the pages holding length fields are touched and nothing
+            # is copied; one window at a time keeps the resident memory bounded
+            with mmap.mmap(handle.fileno(), end - base, offset=base,
+                           access=mmap.ACCESS_READ) as view:
+                while offset < size and offset + 8 <= end:
+                    (length,) = unpack(view, offset - base)
+                    if length > size - offset - 16:
+                        return Problem(path, index, offset, f"record length {length} runs past "
+                                       f"the end of the file ({size - offset} bytes left)")
+                    offset += 16 + length
+                    index += 1
     return None
+
+
+_WINDOW = 64 << 20  # bytes of a file mapped at a time by first_overrun
 
 
 def first_records(path: str, compression: str, limit: int) -> list[bytes]:

@@ -14,6 +14,7 @@ import os
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pyarrow as pa
 
@@ -54,12 +55,12 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
         return
     dataset = tf.data.TFRecordDataset(
         path, compression_type=_TF_COMPRESSION[compression], buffer_size=1 << 22
-    ).batch(settings.batch_size).prefetch(2)
+    ).batch(settings.batch_size).map(_with_size).prefetch(2)
     done, consumed = 0, 0
     iterator = iter(dataset)
     while True:
         try:
-            serialized = next(iterator)
+            serialized, size = next(iterator)
         except StopIteration:
             break
         except _faults(tf) as exc:
@@ -67,14 +68,19 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
             return
         batch = decoder.decode(serialized, path, done)
         done += int(serialized.shape[0])
-        consumed += 16 * int(serialized.shape[0])
-        consumed += int(tf.reduce_sum(tf.strings.length(serialized)))
+        consumed += 16 * int(serialized.shape[0]) + int(size)
         yield batch
     if not _read_whole(path, compression, consumed):
         # tf.data stops quietly at a truncated header or compressed stream: find out what is left
         yield from _recover(path, compression, decoder, settings, done, EOFError("tail"))
         return
     _report(path, decoder)
+
+
+def _with_size(serialized: Any) -> tuple[Any, Any]:
+    """A batch of records with its payload bytes, summed inside tf.data (graph mode)."""
+    tf = tensorflow()
+    return serialized, tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
 
 
 def _report(path: str, decoder: Decoder) -> None:

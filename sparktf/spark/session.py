@@ -1,0 +1,59 @@
+"""Settings sparktf recommends for the SparkSessions that run it (driver side)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+#: Arrow Java's switches for its per-value bounds and null checks. Spark pays them for every
+#: value it copies out of the Arrow batches that Python workers send back (the ``tfrecord``
+#: reader, TFModel); Spark tests for null itself before it reads a value.
+ARROW_JAVA_OPTIONS = (
+    "-Darrow.enable_unsafe_memory_access=true",
+    "-Darrow.enable_null_check_for_get=false",
+)
+JAVA_OPTION_KEYS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
+
+
+def merge_java_options(existing: str = "") -> str:
+    """``existing`` JVM options followed by :data:`ARROW_JAVA_OPTIONS` (once each)."""
+    kept = existing.split()
+    return " ".join(kept + [o for o in ARROW_JAVA_OPTIONS if o not in kept])
+
+
+def configure_session(builder: Any, *, java_options: str = "") -> Any:
+    """Add sparktf's recommended settings to a SparkSession builder.
+
+    Turns off Arrow Java's bounds and null checks per value (the JVM system properties
+    ``arrow.enable_unsafe_memory_access=true`` and ``arrow.enable_null_check_for_get=false``)
+    on the driver and the executors. Spark copies every value of the Arrow batches that Python
+    workers return through those checks: they took half of the JVM's CPU when reading
+    MNIST-shaped records (``bench/README.md``). The trade, as Arrow's documentation states it:
+    a malformed Arrow buffer would crash the JVM instead of raising an exception.
+
+    The settings take effect only when this builder starts the JVM (or, for executors, the
+    SparkContext): call it before the process's first ``getOrCreate()``.
+
+    Parameters
+    ----------
+    builder : pyspark.sql.SparkSession.Builder
+        The builder to configure.
+    java_options : str, optional
+        Your own extra JVM options for the driver and executors. A Spark setting holds one
+        string, so pass them here: a later ``builder.config`` of the same keys replaces ours.
+
+    Returns
+    -------
+    pyspark.sql.SparkSession.Builder
+        The same builder, for chaining.
+
+    Examples
+    --------
+    >>> from pyspark.sql import SparkSession
+    >>> import sparktf
+    >>> builder = sparktf.configure_session(SparkSession.builder.master("local[2]"))
+    >>> # spark = builder.getOrCreate()
+    """
+    options = merge_java_options(java_options)
+    for key in JAVA_OPTION_KEYS:
+        builder = builder.config(key, options)
+    return builder
