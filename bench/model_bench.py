@@ -21,7 +21,16 @@ import time
 from pathlib import Path
 
 import numpy as np
-from common import ROOT, make_tfrecords, mnist, spark_session, timed, warm_cache, worker_peak_rss
+from common import (
+    ROOT,
+    make_tfrecords,
+    mnist,
+    plain_gc,
+    spark_session,
+    timed,
+    warm_cache,
+    worker_peak_rss,
+)
 
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
@@ -68,7 +77,13 @@ def _udf(export: Path):
     from pyspark.sql.types import LongType
 
     def make_predict_fn():
+        import gc
+
         import tensorflow as tf
+
+        # as common.plain_gc, inlined (this runs in a Python worker, which cannot import
+        # bench/common.py): TFModel's tasks in the same worker froze its objects before
+        gc.unfreeze()
 
         sess = tf.compat.v1.Session(graph=tf.Graph())
         tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(export))
@@ -83,6 +98,7 @@ def plain_tf_rows(parquet: Path, export: Path) -> tuple[int, float]:
     import pyarrow.parquet as pq
     import tensorflow as tf
 
+    plain_gc()
     sess = tf.compat.v1.Session(graph=tf.Graph())
     tf.compat.v1.saved_model.loader.load(sess, ["serve"], str(export))
     run = sess.make_callable("prediction:0", ["x:0"])

@@ -1,6 +1,6 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
-Usage: python bench/run.py [--quick] [--only io,transform,e2e,memory,tfos]
+Usage: python bench/run.py [--quick] [--spark-defaults] [--only io,transform,e2e,memory,tfos]
 
 Figures are records/s; "ratio" compares each row with the first row of its group (the
 baseline), measured side by side in the same run on the same data.
@@ -43,10 +43,14 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="10x smaller, 1 round (a smoke run)")
     parser.add_argument("--only", default=",".join(GROUPS), help="comma-separated groups")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--spark-defaults", action="store_true",
+                        help="sessions without sparktf.configure_session's JVM options")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "output")
     args = parser.parse_args()
     scale, rounds = (10, 1) if args.quick else (1, args.rounds)
     only = set(args.only.split(","))
+    if args.spark_defaults:
+        os.environ["SPARKTF_BENCH_SPARK_DEFAULTS"] = "1"
     args.work.mkdir(parents=True, exist_ok=True)
     start, rows, summary = time.time(), [], {}
     if "io" in only:

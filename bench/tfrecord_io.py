@@ -12,7 +12,15 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from common import make_tfrecords, mnist, spark_session, timed, warm_cache, worker_peak_rss
+from common import (
+    make_tfrecords,
+    mnist,
+    plain_gc,
+    spark_session,
+    timed,
+    warm_cache,
+    worker_peak_rss,
+)
 
 import sparktf
 
@@ -21,6 +29,8 @@ HINT = "struct<image:array<float>,label:array<float>>"
 
 def tf_read(files: list[str]) -> int:
     import tensorflow as tf
+
+    plain_gc()
 
     spec = {"image": tf.io.FixedLenFeature([784], tf.float32),
             "label": tf.io.FixedLenFeature([10], tf.float32)}
@@ -33,6 +43,8 @@ def tf_read(files: list[str]) -> int:
 
 def tf_write_loop(path: str, records: int) -> int:
     import tensorflow as tf
+
+    plain_gc()
 
     images, labels = mnist()
     with tf.io.TFRecordWriter(path) as writer:

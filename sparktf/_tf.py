@@ -32,6 +32,19 @@ def tensorflow() -> ModuleType:
     return _TF
 
 
+def freeze_survivors() -> None:
+    """Collect garbage, then move every object still alive out of the cyclic GC's sight.
+
+    Called as a worker starts a file or a stream of batches: what is alive then (modules,
+    TensorFlow, cached models) lives as long as the process. Without it, each automatic full
+    collection, and the ``gc.collect()`` PySpark's daemon runs after every task, walks them
+    all: ~0.3 s each with TensorFlow loaded. The collection first is cheap (it walks only
+    objects not frozen yet) and keeps garbage from being frozen.
+    """
+    gc.collect()
+    gc.freeze()
+
+
 _WARMING: threading.Thread | None = None
 
 

@@ -82,3 +82,22 @@ def test_tensorflow_objects_are_kept_out_of_the_cyclic_gc() -> None:
     # PySpark's daemon calls gc.collect() after each task of a reused worker; TensorFlow's
     # module objects must not be walked each time
     assert gc.get_freeze_count() > 100_000
+
+
+def test_freeze_survivors_frees_garbage_and_freezes_what_lives() -> None:
+    import weakref
+
+    from sparktf._tf import freeze_survivors
+
+    class Node:
+        pass
+
+    garbage, kept = Node(), Node()
+    garbage.self, kept.self = garbage, kept  # cycles: only the cyclic GC frees them
+    gone = weakref.ref(garbage)
+    del garbage
+    before = gc.get_freeze_count()
+    freeze_survivors()
+    assert gone() is None  # collected, not frozen forever
+    assert gc.get_freeze_count() > before
+    assert not any(o is kept for o in gc.get_objects())  # frozen objects are not tracked

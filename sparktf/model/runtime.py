@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from sparktf._tf import tensorflow
+from sparktf._tf import freeze_survivors, tensorflow
 from sparktf.errors import ModelError
 from sparktf.model.convert import Shape, check_batch_dim, to_arrow, to_tensor
 from sparktf.model.metadata import fingerprint, saved_model_file
@@ -236,6 +236,7 @@ def map_batches(batches: Iterator[pa.RecordBatch], *, plan: Plan) -> Iterator[pa
     Output columns are the pass-through columns, then one column per fetch. The model is
     loaded when the first batch has been converted, so empty partitions cost nothing.
     """
+    freeze_survivors()
     names = [*plan.passthrough, *(f.column for f in plan.fetches)]
     model = _LazyModel(plan)
     for batch in batches:

@@ -18,7 +18,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from sparktf._tf import tensorflow
+from sparktf._tf import freeze_survivors, tensorflow
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression, scan_records
@@ -48,6 +48,7 @@ class ReadSettings:
 def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[pa.RecordBatch]:
     """Yield the records of ``path`` as Arrow batches of at most ``settings.batch_size`` rows."""
     tf = tensorflow()
+    freeze_survivors()
     compression = resolve_compression(path, settings.compression)
     overrun = first_overrun(path) if compression == "none" else None
     if overrun is not None:  # tf.data would allocate the declared length, or crash on it
