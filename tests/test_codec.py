@@ -129,6 +129,20 @@ def test_special_floats_and_int64_extremes_survive() -> None:
     assert out["fa"][:2] == [math.inf, -math.inf] and math.isnan(out["fa"][2])
 
 
+def test_parsers_leave_no_generated_source_in_the_temp_dir(tmp_path, monkeypatch) -> None:
+    import tempfile
+
+    from sparktf.tfrecord import decode
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where autograph would write
+    monkeypatch.setattr(decode, "_PARSERS", {})  # trace anew
+    schema = StructType.fromJson(_schema().jsonValue())
+    records = Encoder(schema, "Example").encode(_batch(schema, [{"i": 1}]))
+    for record_type in ("Example", "SequenceExample"):
+        Decoder(schema, record_type).decode(records, "m", 0)
+    assert list(tmp_path.iterdir()) == []  # a file per trace and process, never removed
+
+
 def _example(**features) -> bytes:
     message = example_pb2.Example()
     for name, (kind, values) in features.items():

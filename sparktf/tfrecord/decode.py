@@ -253,7 +253,7 @@ def _trace_parser(record_type: str, features: dict[str, Any], lists: dict[str, A
             tensors = {**context, **steps}
         return {name: (t.flat_values, t.nested_row_splits) for name, t in tensors.items()}
 
-    return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string)])
+    return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
 
 def _a(kind: str) -> str:
