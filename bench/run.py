@@ -54,7 +54,7 @@ def main() -> None:
     args.work.mkdir(parents=True, exist_ok=True)
     start, rows, summary = time.time(), [], {}
     if "io" in only:
-        rows += tfrecord_io.run(args.work, 1_000_000 // scale, 100_000 // scale, 10)
+        rows += tfrecord_io.run(args.work, 1_000_000 // scale, 100_000 // scale, 10, rounds)
         rows += tfrecord_io.memory(args.work, 100_000 // scale)
     if "transform" in only:
         rows += model_bench.transform_vs_udf(args.work, 1_000_000 // scale, rounds)

@@ -9,6 +9,7 @@ Write: ``sparktf.write_tfrecords`` against a ``tf.io.TFRecordWriter`` loop that 
 from __future__ import annotations
 
 import shutil
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -73,35 +74,45 @@ def sparktf_write(spark, source: str, out: str) -> None:
     sparktf.write_tfrecords(spark.read.parquet(source), out, mode="overwrite")
 
 
-def run(work: Path, records: int, write_records: int, files: int) -> list[dict]:
+def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[float, float]]:
+    """Median seconds (and peak worker RSS) of each reader over alternating ``rounds``, every
+    timed run starting with its input read once (``warm_cache``)."""
+    files_list = sorted(str(p) for p in data.glob("*.tfrecord"))
+    readers = {
+        "tf.data + parse_example (1 process)": (files_list, lambda: tf_read(files_list)),
+        "sparktf read -> noop (local[2])": (files_list, lambda: sparktf_read(spark, str(data))),
+        "Spark's own Parquet reader -> noop (same records)": (
+            [same], lambda: _noop(spark.read.parquet(str(same)))),
+    }
+    times: dict[str, list[float]] = {name: [] for name in readers}
+    peaks: dict[str, float] = {}
+    for _ in range(rounds):
+        for name, (inputs, fn) in readers.items():
+            warm_cache(inputs)
+            with worker_peak_rss() as rss:
+                times[name].append(timed(fn)[0])
+            peaks[name] = max(peaks.get(name, 0.0), rss["peak_mib"])
+    return {name: (statistics.median(t), peaks[name]) for name, t in times.items()}
+
+
+def run(work: Path, records: int, write_records: int, files: int,
+        rounds: int = 1) -> list[dict]:
     import tensorflow  # noqa: F401  (imported before timing the single-process baselines)
 
     data = make_tfrecords(work / f"read-{records}", records, files)
     wdata = make_tfrecords(work / f"write-{write_records}", write_records, 2)
-    files_list = sorted(str(p) for p in data.glob("*.tfrecord"))
     spark = spark_session()
     parquet = str(work / f"write-{write_records}.parquet")
     sparktf.read_tfrecords(spark, str(wdata), schema_hint=HINT).write.mode(
         "overwrite").parquet(parquet)
-    rows = []
-    timed(sparktf_read, spark, str(wdata))  # warm the Python workers (TensorFlow import)
-    warm_cache(files_list)
-    t_tf, _ = timed(tf_read, files_list)
-    warm_cache(files_list)
-    with worker_peak_rss() as rss:
-        t_sp, _ = timed(sparktf_read, spark, str(data))
-    rows.append({"bench": "read", "who": "tf.data + parse_example (1 process)",
-                 "records": records, "seconds": t_tf})
-    rows.append({"bench": "read", "who": "sparktf read -> noop (local[2])", "records": records,
-                 "seconds": t_sp, "peak_rss_mib": rss["peak_mib"]})
     same = work / f"read-{records}.parquet"  # the same records, for Spark's own reader
     if not (same / "_SUCCESS").exists():  # written once, kept in bench/output
         sparktf.read_tfrecords(spark, str(data), schema_hint=HINT).write.mode(
             "overwrite").parquet(str(same))
-    warm_cache([same])
-    t_pq, _ = timed(_noop, spark.read.parquet(str(same)))
-    rows.append({"bench": "read", "who": "Spark's own Parquet reader -> noop (same records)",
-                 "records": records, "seconds": t_pq})
+    timed(sparktf_read, spark, str(wdata))  # warm the Python workers (TensorFlow import)
+    rows = [{"bench": "read", "who": name, "records": records, "seconds": seconds,
+             "peak_rss_mib": peak if "sparktf" in name else None}
+            for name, (seconds, peak) in _read_rounds(spark, data, same, rounds).items()]
     out = Path(tempfile.mkdtemp(dir=work))
     try:
         t_loop, _ = timed(tf_write_loop, str(out / "loop.tfrecord"), write_records)
