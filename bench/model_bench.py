@@ -132,9 +132,10 @@ def transform_vs_udf(work: Path, rows: int, rounds: int) -> list[dict]:
             times[name].append(timed(fn)[0])
     n, plain = plain_tf_rows(parquet, export)
     out = [{"bench": "transform", "who": "predict_batch_udf", "records": rows,
-            "seconds": statistics.median(times["predict_batch_udf"])}]
+            "seconds": statistics.median(times["predict_batch_udf"]),
+            "runs": times["predict_batch_udf"]}]
     out += [{"bench": "transform", "who": name, "records": rows,
-             "seconds": statistics.median(t)} for name, t in times.items()
+             "seconds": statistics.median(t), "runs": t} for name, t in times.items()
             if name != "predict_batch_udf"]
     out.append({"bench": "transform", "who": "plain TF, 1 process (TF imported)",
                 "records": n, "seconds": plain})

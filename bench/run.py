@@ -25,15 +25,23 @@ GROUPS = ("io", "transform", "e2e", "memory", "tfos")
 
 
 def table(rows: list[dict]) -> str:
-    baselines: dict[str, float] = {}
-    lines = ["| bench | who | records | seconds | records/s | ratio | peak worker RSS |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    """Markdown table; timed rounds give the median, and the ratio of each round to the
+    baseline's run in the same round."""
+    baselines: dict[str, dict] = {}
+    lines = ["| bench | who | records | seconds | records/s | ratio | ratio per round "
+             "| peak worker RSS |", "|---|---|---:|---:|---:|---:|---|---:|"]
     for r in rows:
         rate = r["records"] / r["seconds"]
-        base = baselines.setdefault(r["bench"], rate)
+        base = baselines.setdefault(r["bench"], r)
+        ratio = rate / (base["records"] / base["seconds"])
+        per_round = ""
+        if r is not base and len(r.get("runs", ())) > 1 and len(base.get("runs", ())) == len(
+                r["runs"]):
+            per_round = ", ".join(f"{b / t * r['records'] / base['records']:.2f}"
+                                  for b, t in zip(base["runs"], r["runs"]))
         rss = f"{r['peak_rss_mib']:.0f} MiB" if r.get("peak_rss_mib") else ""
         lines.append(f"| {r['bench']} | {r['who']} | {r['records']:,} | {r['seconds']:.1f} | "
-                     f"{rate:,.0f} | {rate / base:.2f}x | {rss} |")
+                     f"{rate:,.0f} | {ratio:.2f}x | {per_round} | {rss} |")
     return "\n".join(lines)
 
 

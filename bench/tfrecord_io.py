@@ -74,9 +74,9 @@ def sparktf_write(spark, source: str, out: str) -> None:
     sparktf.write_tfrecords(spark.read.parquet(source), out, mode="overwrite")
 
 
-def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[float, float]]:
-    """Median seconds (and peak worker RSS) of each reader over alternating ``rounds``, every
-    timed run starting with its input read once (``warm_cache``)."""
+def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[list, float]]:
+    """Seconds of each round (and peak worker RSS) of each reader over alternating ``rounds``,
+    every timed run starting with its input read once (``warm_cache``)."""
     files_list = sorted(str(p) for p in data.glob("*.tfrecord"))
     readers = {
         "tf.data + parse_example (1 process)": (files_list, lambda: tf_read(files_list)),
@@ -92,7 +92,7 @@ def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[
             with worker_peak_rss() as rss:
                 times[name].append(timed(fn)[0])
             peaks[name] = max(peaks.get(name, 0.0), rss["peak_mib"])
-    return {name: (statistics.median(t), peaks[name]) for name, t in times.items()}
+    return {name: (t, peaks[name]) for name, t in times.items()}
 
 
 def run(work: Path, records: int, write_records: int, files: int,
@@ -110,9 +110,9 @@ def run(work: Path, records: int, write_records: int, files: int,
         sparktf.read_tfrecords(spark, str(data), schema_hint=HINT).write.mode(
             "overwrite").parquet(str(same))
     timed(sparktf_read, spark, str(wdata))  # warm the Python workers (TensorFlow import)
-    rows = [{"bench": "read", "who": name, "records": records, "seconds": seconds,
-             "peak_rss_mib": peak if "sparktf" in name else None}
-            for name, (seconds, peak) in _read_rounds(spark, data, same, rounds).items()]
+    rows = [{"bench": "read", "who": name, "records": records, "seconds": statistics.median(t),
+             "runs": t, "peak_rss_mib": peak if "sparktf" in name else None}
+            for name, (t, peak) in _read_rounds(spark, data, same, rounds).items()]
     out = Path(tempfile.mkdtemp(dir=work))
     try:
         t_loop, _ = timed(tf_write_loop, str(out / "loop.tfrecord"), write_records)

@@ -16,6 +16,8 @@ from sparktf.errors import SchemaError, TFRecordError
 from sparktf.spark.api import parse_schema_hint  # noqa: F401  (import check: no Spark needed)
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.encode import Encoder, varints
+from sparktf.tfrecord.framing import frame
+from sparktf.tfrecord.reader import ReadSettings, read_file
 
 example_pb2 = pytest.importorskip("tensorflow.core.example.example_pb2")
 feature_pb2 = pytest.importorskip("tensorflow.core.example.feature_pb2")
@@ -132,15 +134,20 @@ def test_special_floats_and_int64_extremes_survive() -> None:
 def test_parsers_leave_no_generated_source_in_the_temp_dir(tmp_path, monkeypatch) -> None:
     import tempfile
 
-    from sparktf.tfrecord import decode
+    from sparktf.tfrecord import decode, reader
 
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where autograph would write
     monkeypatch.setattr(decode, "_PARSERS", {})  # trace anew
+    monkeypatch.setattr(reader, "_PIPELINES", {})
     schema = StructType.fromJson(_schema().jsonValue())
     records = Encoder(schema, "Example").encode(_batch(schema, [{"i": 1}]))
     for record_type in ("Example", "SequenceExample"):
         Decoder(schema, record_type).decode(records, "m", 0)
-    assert list(tmp_path.iterdir()) == []  # a file per trace and process, never removed
+    path = tmp_path / "one.tfrecord"
+    path.write_bytes(b"".join(frame(r) for r in records))
+    assert [b.num_rows for b in read_file(str(path), Decoder(schema, "Example"),
+                                          ReadSettings())] == [1]
+    assert list(tmp_path.iterdir()) == [path]  # a file per trace and process, never removed
 
 
 def _example(**features) -> bytes:
@@ -154,6 +161,46 @@ def _decode(ddl_fields: list[tuple[str, str]], records: list[bytes], **kw) -> li
     fields = [{"name": n, "type": t, "nullable": True, "metadata": {}} for n, t in ddl_fields]
     schema = StructType.fromJson({"type": "struct", "fields": fields})
     return Decoder(schema, "Example", **kw).decode(records, "f.tfrecord", 10).to_pylist()
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(1, 6), st.sampled_from([None, 0, 1, 2, 3])),
+                min_size=1, max_size=6))
+def test_even_batches_parse_fixed_width_until_a_batch_is_not(tmp_path_factory, runs) -> None:
+    """Runs of records with the same lengths switch to fixed-width parsing; any change (another
+    length, an empty list, a missing feature) must still read back exactly."""
+    rows = []
+    for count, width in runs:
+        for _ in range(count):
+            i = len(rows)
+            rows.append({"id": i, "x": None if width is None else [float(i)] * width,
+                         "n": None if width == 0 else i * 7})
+    schema = StructType.fromJson({"type": "struct", "fields": [
+        {"name": "id", "type": "long", "nullable": True, "metadata": {}},
+        {"name": "x", "type": {"type": "array", "elementType": "float", "containsNull": True},
+         "nullable": True, "metadata": {}},
+        {"name": "n", "type": "integer", "nullable": True, "metadata": {}}]})
+    path = tmp_path_factory.mktemp("even") / "runs.tfrecord"
+    path.write_bytes(b"".join(frame(r) for r in Encoder(schema, "Example").encode(
+        _batch(schema, rows))))
+    decoder = Decoder(schema, "Example")
+    got = [r for b in read_file(str(path), decoder, ReadSettings(batch_size=2))
+           for r in b.to_pylist()]
+    assert got == rows
+
+
+def test_fixed_width_parsing_is_used_and_given_up_once_lengths_change() -> None:
+    decoder = Decoder(StructType.fromJson({"type": "struct", "fields": [
+        {"name": "x", "type": {"type": "array", "elementType": "float", "containsNull": True},
+         "nullable": True, "metadata": {}}]}), "Example")
+    even = [_example(x=("float", [1.0, 2.0])), _example(x=("float", [3.0, 4.0]))]
+    assert decoder.decode(even, "f", 0).to_pylist() == [{"x": [1.0, 2.0]}, {"x": [3.0, 4.0]}]
+    assert decoder.widths == {"x": 2}
+    assert decoder.decode(even[::-1], "f", 2).to_pylist()[0] == {"x": [3.0, 4.0]}
+    uneven = [_example(x=("float", [5.0])), _example(y=("float", [1.0]))]
+    assert decoder.decode(uneven, "f", 4).to_pylist() == [{"x": [5.0]}, {"x": None}]
+    decoder.decode(even, "f", 6)
+    assert decoder.widths == {}  # ragged from the first uneven batch on
 
 
 def test_int64_features_read_as_float_when_hinted_even_mixed_with_floats() -> None:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import struct
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.framing import (
@@ -153,3 +156,42 @@ def test_first_overrun_walks_records_across_mapped_windows(tmp_path: Path, monke
     path.write_bytes(data + b"\x01\x02\x03")  # a header cut short after the last record
     found = first_overrun(str(path))
     assert found is not None and (found.record, found.what) == (3000, "truncated record header")
+
+
+def _reference_overrun(data: bytes) -> tuple[int, int, str] | None:
+    """The first overrun, found one length field at a time (the test's oracle)."""
+    offset = index = 0
+    while offset < len(data):
+        if len(data) - offset < 8:
+            return index, offset, "truncated record header"
+        (length,) = struct.unpack_from("<Q", data, offset)
+        if length > len(data) - offset - 16:
+            return index, offset, f"record length {length} runs past the end of the file"
+        offset, index = offset + 16 + length, index + 1
+    return None
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 300), st.integers(0, 40)), min_size=1, max_size=8),
+       st.integers(0, 60), st.sampled_from([1 << 16, 1 << 17, 64 << 20]))
+def test_first_overrun_matches_a_record_by_record_walk(tmp_path_factory, runs, cut: int,
+                                                        window: int) -> None:
+    """Runs of equal-length records are passed in bulk; the answer must not change."""
+    import sparktf.tfrecord.framing as framing
+
+    data = b"".join(frame(b"r" * length) * count for count, length in runs)
+    data = data[: max(len(data) - cut, 0)]
+    path = tmp_path_factory.mktemp("runs") / "runs.tfrecord"
+    path.write_bytes(data)
+    old = framing._WINDOW
+    framing._WINDOW = window  # small windows: runs straddle them
+    try:
+        found = first_overrun(str(path))
+    finally:
+        framing._WINDOW = old
+    expected = _reference_overrun(data)
+    if expected is None:
+        assert found is None
+    else:
+        assert found is not None and (found.record, found.offset) == expected[:2]
+        assert found.what.startswith(expected[2])

@@ -57,6 +57,10 @@ class Decoder:
         self.kinds = {c.name: c.preferred_kind for c in self.columns}
         self.skip_corrupt = skip_corrupt
         self.skipped = 0
+        # Numeric features of one length in every record of a batch are parsed as fixed-length
+        # (dense) from the next batch on: no ragged assembly. An uneven batch turns it off.
+        self.widths: dict[str, int] = {}
+        self._learn = record_type == "Example"
 
     # -- public -------------------------------------------------------------------------
     def decode(self, serialized: Any, path: str, first: int) -> pa.RecordBatch:
@@ -77,29 +81,67 @@ class Decoder:
             return self._decode_slow(_as_list(serialized), path, first)
 
     # -- fast path ----------------------------------------------------------------------
-    def _spec(self, depths: Sequence[int]) -> dict[str, Any]:
+    def _spec(self, depths: Sequence[int], widths: dict[str, int]) -> dict[str, Any]:
         tf = tensorflow()
         dtypes = {"bytes": tf.string, "int64": tf.int64, "float": tf.float32}
-        return {
-            c.name: tf.io.RaggedFeature(dtypes[self.kinds[c.name]])
-            for c in self.columns
-            if c.depth in depths
-        }
+        spec = {}
+        for c in self.columns:
+            if c.depth not in depths:
+                continue
+            dtype = dtypes[self.kinds[c.name]]
+            width = widths.get(c.name)
+            spec[c.name] = (
+                tf.io.RaggedFeature(dtype) if width is None
+                else tf.io.FixedLenFeature([] if c.depth == 0 else [width], dtype)
+            )
+        return spec
 
     def _parse_fast(self, serialized: Any) -> dict[str, Ragged]:
-        tensors = self._parser()(serialized)
-        return {
-            name: Ragged(self.kinds[name], np.asarray(values), [np.asarray(s) for s in splits])
-            for name, (values, splits) in tensors.items()
-        }
+        if self.widths:
+            tf = tensorflow()
+            try:
+                return self._unpack(self._parser(self.widths)(serialized))
+            except tf.errors.InvalidArgumentError as exc:
+                log.debug("feature lengths changed, parsing ragged from here on: %s", exc)
+                self.widths, self._learn = {}, False
+        parsed = self._unpack(self._parser({})(serialized))
+        if self._learn:
+            self.widths = self._uniform(parsed)
+        return parsed
 
-    def _parser(self) -> Any:
-        """The batch parser for the current kinds, traced once per process and kept."""
-        key = (self.record_type, tuple((c.name, c.depth, self.kinds[c.name]) for c in self.columns))
+    def _unpack(self, tensors: dict[str, Any]) -> dict[str, Ragged]:
+        out = {}
+        for name, (values, splits) in tensors.items():
+            flat = np.asarray(values)
+            if splits:
+                out[name] = Ragged(self.kinds[name], flat, [np.asarray(s) for s in splits])
+            else:  # a fixed-length feature: every row holds `width` values
+                width = self.widths[name]
+                rows = np.arange(flat.size // width + 1, dtype=np.int64) * width
+                out[name] = Ragged(self.kinds[name], flat, [rows])
+        return out
+
+    def _uniform(self, parsed: dict[str, Ragged]) -> dict[str, int]:
+        """The numeric features that hold the same, non-zero number of values in every row."""
+        widths = {}
+        for c in self.columns:
+            ragged = parsed[c.name]
+            lengths = np.diff(ragged.splits[0])
+            if c.depth > 1 or ragged.kind == "bytes" or not lengths.size:
+                continue
+            width = int(lengths[0])
+            if width > 0 and (lengths == width).all() and (c.depth == 1 or width == 1):
+                widths[c.name] = width
+        return widths
+
+    def _parser(self, widths: dict[str, int]) -> Any:
+        """The batch parser for the current kinds and fixed widths, traced once per process."""
+        key = (self.record_type, tuple(sorted(widths.items())),
+               tuple((c.name, c.depth, self.kinds[c.name]) for c in self.columns))
         parser = _PARSERS.get(key)
         if parser is None:
             parser = _PARSERS[key] = _trace_parser(
-                self.record_type, self._spec((0, 1)), self._spec((2,))
+                self.record_type, self._spec((0, 1), widths), self._spec((2,), {})
             )
         return parser
 
@@ -240,7 +282,8 @@ _PARSERS: dict[tuple[Any, ...], Any] = {}
 
 def _trace_parser(record_type: str, features: dict[str, Any], lists: dict[str, Any]) -> Any:
     """A ``tf.function`` that parses a batch of records into ``{name: (values, splits)}``
-    (one graph call per batch instead of eager ops and their Python argument checks)."""
+    (one graph call per batch instead of eager ops and their Python argument checks); a
+    fixed-length feature comes back flat, with no splits."""
     tf = tensorflow()
 
     def parse(serialized: Any) -> dict[str, Any]:
@@ -251,7 +294,11 @@ def _trace_parser(record_type: str, features: dict[str, Any], lists: dict[str, A
                 serialized, context_features=features or None, sequence_features=lists or None
             )
             tensors = {**context, **steps}
-        return {name: (t.flat_values, t.nested_row_splits) for name, t in tensors.items()}
+        return {
+            name: (t.flat_values, t.nested_row_splits) if isinstance(t, tf.RaggedTensor)
+            else (tf.reshape(t, [-1]), ())
+            for name, t in tensors.items()
+        }
 
     return tf.function(parse, input_signature=[tf.TensorSpec([None], tf.string)], autograph=False)
 
