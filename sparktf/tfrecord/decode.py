@@ -124,10 +124,10 @@ class Decoder:
     def _uniform(self, parsed: dict[str, Ragged]) -> dict[str, int]:
         """The numeric features that hold the same, non-zero number of values in every row."""
         widths = {}
-        for c in self.columns:
+        for c in self.columns:  # Example columns: scalars and flat arrays
             ragged = parsed[c.name]
             lengths = np.diff(ragged.splits[0])
-            if c.depth > 1 or ragged.kind == "bytes" or not lengths.size:
+            if ragged.kind == "bytes" or not lengths.size:
                 continue
             width = int(lengths[0])
             if width > 0 and (lengths == width).all() and (c.depth == 1 or width == 1):

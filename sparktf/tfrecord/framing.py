@@ -315,9 +315,8 @@ def _walk(view: mmap.mmap, base: int, offset: int, index: int, end: int,
             scalar_steps = max(scalar_steps - 1, 0)
             offset, index = offset + step, index + 1
             continue
-        lengths = np.ndarray((ahead,), "<u8", view, offset + step - base, (step,))
-        same = int(np.argmin(lengths == length)) if (lengths != length).any() else ahead
-        del lengths  # the map cannot close while an array looks into it
+        equal = np.ndarray((ahead,), "<u8", view, offset + step - base, (step,)) == length
+        same = ahead if equal.all() else int(np.argmin(equal))  # equal lengths that follow
         fits = min(same, (size - offset) // step - 1)  # the records after this one that fit
         offset, index = offset + step * (1 + fits), index + 1 + fits
         if fits < same:  # the next one is the same length, and runs past the end
