@@ -20,7 +20,8 @@ from pyspark.sql.types import StructType
 
 from sparktf.model.runtime import Plan, map_batches
 from sparktf.tfrecord.decode import Decoder
-from sparktf.tfrecord.reader import ReadSettings, read_file
+from sparktf.tfrecord.options import ReadSettings
+from sparktf.tfrecord.reader import read_file
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,8 @@ from pyspark.sql.types import StructType
 from sparktf.errors import SchemaError, TFRecordError
 from sparktf.spark import commit
 from sparktf.spark.errors import reraise
+from sparktf.spark.hints import quoted_ddl
+from sparktf.tfrecord.options import ReadSettings, WriteSettings
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -17,14 +19,6 @@ if TYPE_CHECKING:
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()
 _scans: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
-_ALIASES = {
-    "record_type": "recordType",
-    "schema_hint": "schemaHint",
-    "sample_records": "sampleRecords",
-    "batch_size": "batchSize",
-    "ignore_corrupt_files": "ignoreCorruptFiles",
-    "ignore_corrupt_records": "ignoreCorruptRecords",
-}
 
 
 def register(spark: SparkSession) -> None:
@@ -47,42 +41,49 @@ def register(spark: SparkSession) -> None:
 def parse_schema_hint(
     spark: SparkSession, hint: str | StructType, *, record_type: str = "Example"
 ) -> StructType:
-    """Parse a schema hint with Spark's own parser (``simpleString`` or DDL).
+    """Parse a schema hint with Spark's own parser (DDL or ``struct<...>``), on the driver.
+
+    Feature names need no backticks: ``image/encoded binary`` or
+    ``struct<image/encoded:binary>`` name the feature ``image/encoded``. The columns are
+    checked against what TFRecord can hold.
 
     Examples
     --------
-    >>> parse_schema_hint(spark, "struct<image:array<float>,label:bigint>")  # doctest: +SKIP
-    StructType([StructField('image', ArrayType(FloatType(), True), True), ...])
+    >>> parse_schema_hint(spark, "image/encoded binary, label: bigint").simpleString()
+    'struct<image/encoded:binary,label:bigint>'
     """
-    from pyspark.sql.types import _parse_datatype_string
-
     from sparktf.tfrecord.types import columns_of
 
     if isinstance(hint, StructType):
         schema = hint
     else:
-        try:
-            schema = _parse_datatype_string(hint)
-        except Exception as exc:  # Spark's ParseException and friends
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SchemaError(f"schema hint {hint!r} is malformed: {first}") from None
-        if not isinstance(schema, StructType):
-            raise SchemaError(
-                f"schema hint {hint!r}: expected a struct such as "
-                f"'struct<image:array<float>,label:bigint>', found {schema.simpleString()}"
-            )
+        schema = _parse_ddl(spark, quoted_ddl(hint), shown=hint)
     if record_type != "ByteArray":
         columns_of(schema, record_type)
     return schema
 
 
-def _options(options: dict[str, Any]) -> dict[str, str]:
-    out = {}
-    for key, value in options.items():
-        if value is None:
-            continue
-        out[_ALIASES.get(key, key)] = str(value).lower() if isinstance(value, bool) else str(value)
-    return out
+def _parse_ddl(spark: SparkSession, ddl: str, *, shown: str) -> StructType:
+    """``ddl`` parsed by Spark (public API on classic and Connect sessions)."""
+    from pyspark.sql.types import DataType
+
+    try:
+        schema = DataType.fromDDL(ddl)  # Spark's parser, on the active session
+    except Exception as exc:  # Spark's ParseException and friends
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SchemaError(f"schema hint {shown!r} is malformed: {first}") from None
+    if not isinstance(schema, StructType):
+        raise SchemaError(
+            f"schema hint {shown!r}: expected fields such as 'image binary, label bigint', "
+            f"found the type {schema.simpleString()}"
+        )
+    return schema
+
+
+def _settings(schema_hint: str | StructType | None, options: dict[str, Any]) -> ReadSettings:
+    if isinstance(schema_hint, StructType):
+        schema_hint = schema_hint.json()
+    return ReadSettings.from_options({**options, "schema_hint": schema_hint})
 
 
 def read_tfrecords(
@@ -98,20 +99,24 @@ def read_tfrecords(
     spark : SparkSession
     path : str or list of str
     schema_hint : str or StructType, optional
-        Partial or full schema in Spark's ``simpleString``/DDL form; fields not named are
-        inferred from a sample of records.
+        Partial or full schema as DDL (``image/encoded binary, label bigint``) or
+        ``struct<...>``; feature names need no backticks. Features not named are inferred
+        from a sample of records (a bytes feature becomes ``binary`` when a sampled value is
+        not UTF-8 text, else ``string``).
     **options
-        Data source options such as ``recordType``, ``compression``, ``sampleRecords``,
-        ``ignoreCorruptRecords`` (snake_case accepted too).
+        The settings of :class:`~sparktf.tfrecord.options.ReadSettings`, camelCase or
+        snake_case: ``record_type``, ``compression``, ``sample_records``, ``batch_size``,
+        ``ignore_corrupt_files``, ``ignore_corrupt_records``. Unknown names are refused.
 
     Examples
     --------
-    >>> df = read_tfrecords(spark, "mnist/tfr/test",
-    ...                     schema_hint="struct<image:array<float>,label:array<float>>")
-    ... # doctest: +SKIP
+    >>> df = read_tfrecords(spark, examples, schema_hint="vals array<double>")
+    >>> df.columns
+    ['vals', 'id', 'name', 'tags']
     """
     register(spark)
-    target, files, settings, schema, opts = _plan_scan(spark, path, schema_hint, options)
+    target, files, settings, schema = _plan_scan(spark, path, schema_hint, options)
+    opts = {k: v for k, v in settings.to_options().items() if k != "schemaHint"}
     with reraise():
         df = spark.read.format("tfrecord").options(**opts).schema(schema).load(target)
     _remember_scan(df, files, settings)
@@ -134,7 +139,7 @@ def scan_tfrecords(
 
     from sparktf.model.fused import FileScan, read_files
 
-    _, files, settings, schema, _ = _plan_scan(spark, path, schema_hint, options)
+    _, files, settings, schema = _plan_scan(spark, path, schema_hint, options)
     scan = FileScan(files=tuple(files), schema_json=schema.json(), settings=settings)
     fn = functools.partial(read_files, scan=scan)
     df = spark.range(0, len(files), 1, max(1, len(files))).mapInArrow(fn, schema)
@@ -145,27 +150,25 @@ def scan_tfrecords(
 def _plan_scan(
     spark: SparkSession, path: str | list[str], schema_hint: str | StructType | None,
     options: dict[str, Any],
-) -> tuple[Any, list[str], Any, StructType, dict[str, str]]:
-    """Options, files and schema of a scan (inferred here, on the driver: the planning
+) -> tuple[Any, list[str], ReadSettings, StructType]:
+    """Settings, files and schema of a scan (inferred here, on the driver: the planning
     worker would import TensorFlow just for this)."""
-    opts = _options(options)
-    from sparktf.spark.datasource import _positive, reader_settings
+    from sparktf.spark.datasource import schema_ddl
     from sparktf.tfrecord.framing import list_data_files
-    from sparktf.tfrecord.infer import resolve_schema
+    from sparktf.tfrecord.types import columns_of
 
-    settings = reader_settings(opts)  # checks recordType and the numbers up front
-    hint = None
-    if schema_hint is not None:
-        hint = parse_schema_hint(spark, schema_hint, record_type=settings.record_type)
+    settings = _settings(schema_hint, options)  # checks every option up front
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
+    if settings.schema_hint and settings.record_type != "ByteArray":
+        parse_schema_hint(spark, settings.schema_hint, record_type=settings.record_type)
     files = list_data_files(target)
-    schema = resolve_schema(files, record_type=settings.record_type,
-                            compression=opts.get("compression"), hint=hint,
-                            sample_records=_positive(opts, "sampleRecords", 1000))
-    return target, files, settings, schema, opts
+    schema = _parse_ddl(spark, schema_ddl(files, settings), shown=settings.schema_hint or "")
+    if settings.record_type != "ByteArray":
+        columns_of(schema, settings.record_type)
+    return target, files, settings, schema
 
 
-def _remember_scan(df: DataFrame, files: list[str], settings: Any) -> None:
+def _remember_scan(df: DataFrame, files: list[str], settings: ReadSettings) -> None:
     """Note that ``df`` is a plain TFRecord scan, so TFModel may fuse reading and scoring."""
     from sparktf.model.fused import FileScan
 
@@ -193,18 +196,23 @@ def write_tfrecords(
     """Write ``df`` as TFRecord files under the directory ``path``.
 
     ``mode`` is ``errorifexists`` (default), ``overwrite``, ``append`` or ``ignore``. The
-    files appear together with ``_SUCCESS`` when the job commits; a failed job leaves an
-    existing output untouched.
+    files appear together with ``_SUCCESS`` when the job commits; a failed job leaves the
+    path as it was (an existing output untouched, an absent one absent). ``options`` are
+    the settings of :class:`~sparktf.tfrecord.options.WriteSettings`.
 
     Examples
     --------
-    >>> write_tfrecords(df, "out/train", mode="overwrite", compression="gzip")  # doctest: +SKIP
+    >>> write_tfrecords(spark.range(3), f"{tmp}/ids", mode="overwrite", compression="gzip")
+    >>> read_tfrecords(spark, f"{tmp}/ids").count()
+    3
     """
     import os
 
     spark = df.sparkSession
     register(spark)
-    mode = mode.lower()
+    settings = WriteSettings.from_options(
+        {"record_type": record_type, "compression": compression, **options})
+    mode = str(mode).lower()
     if mode not in SAVE_MODES:
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
     target = path[len("file:"):].removeprefix("//") if path.startswith("file:") else path
@@ -218,7 +226,12 @@ def write_tfrecords(
         return
     if os.path.exists(target) and not os.path.isdir(target):
         raise TFRecordError(f"output path {path} exists and is not a directory")
-    opts = _options({"recordType": record_type, "compression": compression, **options})
-    writer = df.write.format("tfrecord").options(**opts)
-    with reraise():
-        writer.mode("overwrite" if mode == "overwrite" else "append").save(target)
+    absent = not os.path.exists(target)
+    writer = df.write.format("tfrecord").options(**settings.to_options())
+    try:
+        with reraise():
+            writer.mode("overwrite" if mode == "overwrite" else "append").save(target)
+    except BaseException:
+        if absent:
+            commit.remove_if_empty(target)
+        raise

@@ -99,6 +99,12 @@ def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwri
     return total
 
 
+def remove_if_empty(out: str) -> None:
+    """Remove the directory ``out`` when it holds nothing but (empty) staging folders."""
+    if os.path.isdir(out) and not visible_entries(out):
+        shutil.rmtree(out, ignore_errors=True)
+
+
 def abort_job(out: str, job: str) -> None:
     """Remove what the job staged; drop ``out`` too when the job created it and it is empty."""
     _remove_staging(out, job)

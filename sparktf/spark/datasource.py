@@ -4,17 +4,12 @@ Everything in this module runs in Spark's Python workers: ``schema``/``reader``/
 in planning workers on the driver's machine, ``read``/``write`` in executor tasks, and
 ``commit``/``abort`` on the driver's machine again. None of it has a JVM to talk to.
 
-Options (case-insensitive, as Spark's own):
-
-``recordType``            ``Example`` (default), ``SequenceExample`` or ``ByteArray``
-``compression``           read: ``auto`` (default: gzip found by its magic bytes), ``none``,
-                          ``gzip``, ``zlib``; write: ``none`` (default), ``gzip``, ``zlib``
-``schemaHint``            a partial or full schema, as Spark JSON (what ``read_tfrecords``
-                          passes) or as DDL (then taken as the full schema)
-``sampleRecords``         how many records schema inference looks at (default 1000)
-``batchSize``             rows per Arrow batch (default 4096)
-``ignoreCorruptFiles``    keep the records before a fault in a file, skip the rest
-``ignoreCorruptRecords``  skip records with a bad data CRC or payload, go on
+Options (names case-insensitive, camelCase or snake_case) are checked by
+:class:`~sparktf.tfrecord.options.ReadSettings` and
+:class:`~sparktf.tfrecord.options.WriteSettings`, which hold their defaults: an unknown
+name or a bad value is refused with the accepted ones. ``schemaHint`` is partial on this path
+as on :func:`sparktf.read_tfrecords`: ``schema()`` returns the hint's fields followed by the
+inferred ones as DDL text, which Spark's own parser reads.
 """
 
 from __future__ import annotations
@@ -36,27 +31,13 @@ from pyspark.sql.types import StructType
 
 from sparktf.errors import TFRecordError
 from sparktf.spark import commit
-from sparktf.tfrecord.decode import Decoder, check_record_type
+from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame, list_data_files
-from sparktf.tfrecord.reader import ReadSettings, read_file
+from sparktf.tfrecord.options import ReadSettings, WriteSettings
+from sparktf.tfrecord.reader import read_file
+from sparktf.tfrecord.types import BYTE_ARRAY_COLUMN
 
 log = logging.getLogger(__name__)
-_TRUE = ("true", "1", "yes")
-
-
-def _flag(options: Mapping[str, str], name: str) -> bool:
-    return str(options.get(name, "false")).strip().lower() in _TRUE
-
-
-def _positive(options: Mapping[str, str], name: str, default: int) -> int:
-    raw = options.get(name, default)
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        value = 0
-    if value <= 0:
-        raise TFRecordError(f"option {name}: expected a positive integer, found {raw!r}")
-    return value
 
 
 def input_paths(options: Mapping[str, str]) -> list[str]:
@@ -69,18 +50,20 @@ def input_paths(options: Mapping[str, str]) -> list[str]:
     raise TFRecordError("no input path: use load(path) or load([path, ...])")
 
 
-def reader_settings(options: Mapping[str, str]) -> ReadSettings:
-    """Read settings from data source options (case-insensitive names)."""
-    from pyspark.sql.datasource import CaseInsensitiveDict
+def schema_ddl(files: list[str], settings: ReadSettings) -> str:
+    """The schema of a scan as DDL: the hint's fields, then the features it does not name,
+    inferred from a sample of records (Spark's parser reads the result)."""
+    from sparktf.spark.hints import hint_fields, merged_ddl
+    from sparktf.tfrecord.infer import inferred_fields
 
-    opts = CaseInsensitiveDict(options)
-    return ReadSettings(
-        record_type=check_record_type(opts.get("recordType", "Example")),
-        compression=opts.get("compression"),
-        batch_size=_positive(opts, "batchSize", 4096),
-        ignore_corrupt_files=_flag(opts, "ignoreCorruptFiles"),
-        ignore_corrupt_records=_flag(opts, "ignoreCorruptRecords"),
-    )
+    if settings.record_type == "ByteArray":
+        return f"{BYTE_ARRAY_COLUMN} binary NOT NULL"
+    hint = settings.schema_hint
+    known = [name for name, _ in hint_fields(hint)] if hint else []
+    inferred = inferred_fields(files, record_type=settings.record_type,
+                               compression=settings.compression,
+                               sample_records=settings.sample_records, known=known)
+    return merged_ddl(hint, [(n, t.simpleString()) for n, t in inferred])
 
 
 @dataclass(frozen=True)
@@ -97,26 +80,13 @@ class TFRecordDataSource(DataSource):
     def name(cls) -> str:
         return "tfrecord"
 
-    @property
-    def record_type(self) -> str:
-        return check_record_type(self.options.get("recordType", "Example"))
-
-    def schema(self) -> StructType | str:
-        hint_text = self.options.get("schemaHint")
-        if hint_text and not hint_text.lstrip().startswith("{"):
-            return hint_text  # DDL: Spark parses it, and it is the full schema
-        from sparktf.tfrecord.infer import resolve_schema
-
-        return resolve_schema(
-            list_data_files(input_paths(self.options)),
-            record_type=self.record_type,
-            compression=self.options.get("compression"),
-            hint=StructType.fromJson(json.loads(hint_text)) if hint_text else None,
-            sample_records=_positive(self.options, "sampleRecords", 1000),
-        )
+    def schema(self) -> str:
+        settings = ReadSettings.from_options(self.options)
+        return schema_ddl(list_data_files(input_paths(self.options)), settings)
 
     def reader(self, schema: StructType) -> DataSourceReader:
-        return TFRecordReader(input_paths(self.options), schema, reader_settings(self.options))
+        settings = ReadSettings.from_options(self.options)
+        return TFRecordReader(input_paths(self.options), schema, settings)
 
     def writer(self, schema: StructType, overwrite: bool) -> TFRecordWriter:
         return TFRecordWriter(self.options, schema, overwrite)
@@ -151,12 +121,8 @@ class TFRecordWriter(DataSourceArrowWriter):
         self.path = input_paths(options)[0]
         if self.path.startswith("file:"):
             self.path = self.path[len("file:"):].removeprefix("//")
-        self.record_type = check_record_type(options.get("recordType", "Example"))
-        self.compression = str(options.get("compression", "none")).lower()
-        if self.compression not in EXTENSIONS:
-            raise TFRecordError(
-                f"option compression: expected one of none, gzip, zlib, found {self.compression!r}"
-            )
+        settings = WriteSettings.from_options(options)
+        self.record_type, self.compression = settings.record_type, settings.compression
         self.schema, self.overwrite = schema, overwrite
         self.job = uuid.uuid4().hex[:12]
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O

@@ -86,13 +86,15 @@ def _from_bytes(column: Column, values: np.ndarray, where: Where) -> pa.Array:
     if isinstance(column.element, BinaryType):
         return raw
     if isinstance(column.element, StringType):
+        typed = column.field.dataType.simpleString()
         try:
             return raw.cast(pa.string())
         except pa.ArrowInvalid:
             bad = next(i for i, v in enumerate(values) if not _is_utf8(v))
             raise TFRecordError(
-                f"{where(bad)}: feature {column.name!r}: value is not valid UTF-8; "
-                "read the column as binary"
+                f"{where(bad)}: feature {column.name!r}: value is not valid UTF-8, so it "
+                f"cannot be read as {typed}; read it as binary with a schema hint: "
+                f"schemaHint (schema_hint) '{column.name} {typed.replace('string', 'binary')}'"
             ) from None
     truth = np.isin(values, _TRUE)
     unknown = np.flatnonzero(~truth & ~np.isin(values, _FALSE))

@@ -25,19 +25,9 @@ from sparktf.tfrecord.types import Column, columns_of
 
 log = logging.getLogger(__name__)
 
-RECORD_TYPES = ("Example", "SequenceExample", "ByteArray")
 _KIND_FIELD = {"bytes": "bytes_list", "int64": "int64_list", "float": "float_list"}
 _FIELD_KIND = {v: k for k, v in _KIND_FIELD.items()}
 _NUMPY = {"bytes": object, "int64": np.int64, "float": np.float32}
-
-
-def check_record_type(value: str) -> str:
-    for known in RECORD_TYPES:
-        if value.lower() == known.lower():
-            return known
-    raise TFRecordError(
-        f"option recordType: expected one of {', '.join(RECORD_TYPES)}, found {value!r}"
-    )
 
 
 class _NotAMessage(Exception):

@@ -175,6 +175,49 @@ def open_records(path: str, compression: str) -> BinaryIO:
     return open(path, "rb", buffering=1 << 20)
 
 
+_SIGNATURES = (  # leading bytes of formats that are mistaken for TFRecord files
+    (b"PAR1", "a Parquet file"),
+    (b"ORC", "an ORC file"),
+    (b"Obj\x01", "an Avro file"),
+    (b"\x1f\x8b", "a gzip file (read it with compression auto or gzip)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"PK\x03\x04", "a zip archive"),
+    (b"SQLite format 3", "an SQLite database"),
+)
+
+
+def looks_like(head: bytes) -> str:
+    """What a file starting with ``head`` looks like, when it is cheap to tell.
+
+    Examples
+    --------
+    >>> looks_like(b"PAR1\x15\x04")
+    'a Parquet file'
+    >>> looks_like(b'{"image": [0.5]}')
+    'JSON text'
+    """
+    for magic, what in _SIGNATURES:
+        if head.startswith(magic):
+            return what
+    if head[:2] in (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"):
+        return "a zlib stream (read it with compression zlib)"
+    text = head.lstrip()
+    if text[:1] in (b"{", b"[") and _printable(text):
+        return "JSON text"
+    if _printable(text):
+        return "text"
+    return "unknown binary data"
+
+
+def _printable(head: bytes) -> bool:
+    try:
+        decoded = head.decode("utf-8")
+    except UnicodeDecodeError:
+        decoded = head[:-3].decode("utf-8", "ignore")  # a character cut at the end
+    return bool(decoded) and all(c.isprintable() or c in "\r\n\t" for c in decoded)
+
+
 @dataclass(frozen=True)
 class Problem:
     """A corrupt spot in a TFRecord file: where, and what is wrong."""
@@ -183,8 +226,12 @@ class Problem:
     record: int
     offset: int
     what: str
+    head: bytes = b""  # the file's first bytes, when the framing is wrong from its start
 
     def message(self) -> str:
+        if self.head:
+            return (f"{self.path} does not look like a TFRecord file: it looks like "
+                    f"{looks_like(self.head)} ({self.what} at byte 0)")
         return f"{self.path}: record {self.record} at byte offset {self.offset}: {self.what}"
 
 
@@ -215,11 +262,12 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
                 return
             if len(header) < 12:
                 yield Problem(path, index, offset, f"truncated record header ({len(header)} "
-                              "of 12 bytes)")
+                              "of 12 bytes)", head=_head(path) if offset == 0 else b"")
                 return
             length, length_crc = _HEADER.unpack(header)
             if masked_crc(header[:8]) != length_crc:
-                yield Problem(path, index, offset, "corrupt length CRC (the framing is lost)")
+                yield Problem(path, index, offset, "corrupt length CRC (the framing is lost)",
+                              head=_head(path) if offset == 0 else b"")
                 return
             limit = None if size is None else max(size - offset - 12, 0)
             try:
@@ -243,6 +291,12 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
 
 
 _CHUNK = 1 << 20
+
+
+def _head(path: str, size: int = 64) -> bytes:
+    """The first bytes of ``path`` as stored (compressed or not)."""
+    with open(path, "rb") as handle:
+        return handle.read(size)
 
 
 def _read_body(stream: BinaryIO, want: int, limit: int | None) -> bytes:
@@ -329,14 +383,21 @@ _RUN = 4096  # length fields compared at once by first_overrun
 _WINDOW = 64 << 20  # bytes of a file mapped at a time by first_overrun
 
 
+class NotTFRecord(TFRecordError):
+    """A file whose framing is wrong from its first byte (see :func:`looks_like`)."""
+
+
 def first_records(path: str, compression: str, limit: int) -> list[bytes]:
     """Up to ``limit`` records from the start of ``path``, stopping at the first problem
-    (reading the file reports it, or skips it when asked to)."""
+    (reading the file reports it, or skips it when asked to); :class:`NotTFRecord` when the
+    file is not framed as TFRecords at all."""
     out: list[bytes] = []
     if limit <= 0:
         return out
     for item in scan_records(path, compression):
         if isinstance(item, Problem):
+            if item.head and not out:  # not a TFRecord file at all
+                raise NotTFRecord(item.message())
             break
         out.append(item[2])
         if len(out) >= limit:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
-from pyspark.sql.types import StructType
+from pyspark.sql.types import DataType
 
 from sparktf.errors import TFRecordError
-from sparktf.tfrecord.framing import first_records, resolve_compression
-from sparktf.tfrecord.types import FeatureStats, byte_array_schema, merge_schema
+from sparktf.tfrecord.framing import NotTFRecord, first_records, resolve_compression
+from sparktf.tfrecord.types import FeatureStats, byte_array_schema
 
 _FIELD_KIND = {"bytes_list": "bytes", "int64_list": "int64", "float_list": "float"}
 
@@ -22,25 +22,34 @@ def sample_files(files: Sequence[str], max_files: int) -> list[str]:
     return [files[round(i * step)] for i in range(max_files)]
 
 
-def resolve_schema(
+def inferred_fields(
     files: Sequence[str],
     *,
     record_type: str,
     compression: str | None,
-    hint: StructType | None,
     sample_records: int,
-) -> StructType:
-    """The hint's fields (in its order), then the features it does not name, inferred."""
+    known: Iterable[str] = (),
+) -> list[tuple[str, DataType]]:
+    """The features of a sample of records, with their inferred Spark types, sorted by name;
+    the names in ``known`` (given by a schema hint) are left out, whatever their kinds.
+
+    Raises
+    ------
+    TFRecordError
+        When nothing is left to read: no feature found and none known.
+    """
     if record_type == "ByteArray":
-        return byte_array_schema()
+        return [(f.name, f.dataType) for f in byte_array_schema().fields]
     stats = infer_features(files, record_type=record_type, compression=compression,
                            sample_records=sample_records)
-    schema = merge_schema(hint, stats)
-    if not schema.fields:
+    given = set(known)
+    fields = [(name, stats[name].spark_type(name)) for name in sorted(stats)
+              if name not in given and stats[name].kinds]
+    if not fields and not given:
         raise TFRecordError(
             f"{files[0]}: no features found in the sampled records; give a schema hint"
         )
-    return schema
+    return fields
 
 
 def infer_features(
@@ -76,7 +85,11 @@ def infer_features(
     stats: dict[str, FeatureStats] = {}
     failures: list[str] = []
     for path in chosen:
-        records = first_records(path, resolve_compression(path, compression), per_file)
+        try:
+            records = first_records(path, resolve_compression(path, compression), per_file)
+        except NotTFRecord as exc:
+            failures.append(str(exc))
+            continue
         for index, data in enumerate(records):
             try:
                 message = cls.FromString(data)
@@ -113,6 +126,18 @@ def _note(
         if field is None:
             entry.not_single = True
             continue
-        entry.kinds.setdefault(_FIELD_KIND[field], path)
-        if len(getattr(feature, field).value) != 1:
+        kind = _FIELD_KIND[field]
+        entry.kinds.setdefault(kind, path)
+        values = getattr(feature, field).value
+        if len(values) != 1:
             entry.not_single = True
+        if kind == "bytes" and not entry.binary:
+            entry.binary = not all(map(_is_utf8, values))
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True

@@ -13,7 +13,6 @@ import logging
 import os
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
@@ -22,6 +21,7 @@ from sparktf._tf import freeze_survivors, tensorflow
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression, scan_records
+from sparktf.tfrecord.options import ReadSettings
 
 log = logging.getLogger(__name__)
 _TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
@@ -32,17 +32,6 @@ def _faults(tf: object) -> tuple[type[Exception], ...]:
     errors = tf.errors  # type: ignore[attr-defined]
     return (errors.DataLossError, errors.OutOfRangeError, errors.InternalError,
             errors.UnknownError, errors.InvalidArgumentError)
-
-
-@dataclass(frozen=True)
-class ReadSettings:
-    """How to read files: record type, compression, batch size and what to skip."""
-
-    record_type: str = "Example"
-    compression: str | None = None  # None: detect gzip from the magic bytes
-    batch_size: int = 4096
-    ignore_corrupt_files: bool = False
-    ignore_corrupt_records: bool = False
 
 
 def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[pa.RecordBatch]:

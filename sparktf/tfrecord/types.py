@@ -7,7 +7,6 @@ Feature kinds are the three lists of ``tf.train.Feature``: ``bytes`` (BytesList)
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql.types import (
@@ -99,6 +98,7 @@ class FeatureStats:
     kinds: dict[str, str]  # kind -> a file where it was seen
     list_feature: bool = False  # a SequenceExample feature list
     not_single: bool = False  # some record held other than exactly one value
+    binary: bool = False  # some bytes value is not valid UTF-8
 
     def spark_type(self, name: str) -> DataType:
         if len(self.kinds) > 1:
@@ -108,22 +108,10 @@ class FeatureStats:
                 f"with a schema hint, e.g. schemaHint='struct<{name}:array<float>>'"
             )
         kind = next(iter(self.kinds))
-        element = INFERRED[kind]
+        element = BinaryType() if kind == "bytes" and self.binary else INFERRED[kind]
         if self.list_feature:
             return ArrayType(ArrayType(element))
         return ArrayType(element) if self.not_single else element
-
-
-def merge_schema(
-    hint: StructType | None, stats: dict[str, FeatureStats], *, names: Iterable[str] = ()
-) -> StructType:
-    """Hinted fields first in the hint's order, then inferred features sorted by name."""
-    fields = list(hint.fields) if hint is not None else []
-    hinted = {f.name for f in fields}
-    for name in sorted(set(stats) | set(names)):
-        if name not in hinted and name in stats and stats[name].kinds:
-            fields.append(StructField(name, stats[name].spark_type(name), True))
-    return StructType(fields)
 
 
 def byte_array_schema() -> StructType:
