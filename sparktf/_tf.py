@@ -32,6 +32,16 @@ def tensorflow() -> ModuleType:
     return _TF
 
 
+def example_pb2() -> ModuleType:
+    """TensorFlow's ``example_pb2`` (``Example``, ``SequenceExample``), imported quietly:
+    importing it bare loads TensorFlow without :func:`tensorflow`'s log settings, and each
+    process that does so prints TensorFlow's C++ start-up lines."""
+    tensorflow()
+    from tensorflow.core.example import example_pb2 as module
+
+    return module
+
+
 def freeze_survivors() -> None:
     """Collect garbage, then move every object still alive out of the cyclic GC's sight.
 

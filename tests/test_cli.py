@@ -174,3 +174,78 @@ def test_python_dash_m_runs_the_seed_call(digits, mnist_export, tmp_path) -> Non
     assert done.stderr.strip().splitlines()[-1].startswith("sparktf infer: 60 rows")
     expected, _ = mnist_numpy(digits[1])
     assert [r["prediction"] for r in _predictions(out)] == expected.tolist()
+
+
+def _corrupt_copy(src: Path, dst: Path) -> Path:
+    import shutil
+
+    shutil.copytree(src, dst)
+    part = sorted(dst.glob("part-*"))[0]
+    data = bytearray(part.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    part.write_bytes(bytes(data))
+    return dst
+
+
+def test_a_failed_run_is_quiet_and_leaves_no_output(digits, mnist_export, tmp_path) -> None:
+    bad = _corrupt_copy(digits[0], tmp_path / "bad")
+    out = tmp_path / "out"
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    env.pop("TF_CPP_MIN_LOG_LEVEL", None)  # sparktf keeps TensorFlow's C++ lines out itself
+    done = subprocess.run(
+        [sys.executable, "-m", "sparktf", "infer", "--export_dir", str(mnist_export), "--input",
+         str(bad), *SEED, "--output", str(out), "--master", "local[2]"],
+        capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 1
+    lines = done.stderr.strip().splitlines()
+    assert re.match(r"sparktf: error: .*part-\S+: record \d+ at byte offset \d+: corrupt",
+                    lines[-1])
+    noise = [ln for ln in lines if re.match(r"\s+at |.* (WARN|ERROR|INFO) |I0000|Traceback", ln)]
+    assert noise == [] and len(lines) <= 2, lines[:5]  # at most the JVM's incubator line
+    assert done.stdout == "" and not out.exists()
+
+
+def test_model_mistakes_are_reported_before_spark_is_needed(digits, mnist_export,
+                                                            tmp_path) -> None:
+    """An unreachable master: the mapping error still comes, from the model alone."""
+    env = dict(os.environ, SPARK_LOCAL_IP="127.0.0.1")
+    done = subprocess.run(
+        [sys.executable, "-m", "sparktf", "infer", "--export_dir", str(mnist_export), "--input",
+         str(digits[0]), "--input_mapping", '{"image": "xx"}', "--output_mapping",
+         '{"prediction": "prediction"}', "--output", str(tmp_path / "o"),
+         "--master", "spark://127.0.0.1:9"],
+        capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1].startswith(
+        "sparktf: error: tensor 'xx' not found in the graph of SavedModel")
+
+
+def test_failed_overwrite_leaves_the_old_output_and_empty_dirs_count_as_absent(
+        digits, mnist_export, tmp_path, capsys) -> None:
+    out = tmp_path / "pred"
+    out.mkdir()  # what an older failed run could leave: an empty folder
+    good = ["infer", "--export_dir", str(mnist_export), "--input", str(digits[0]), *SEED,
+            "--output", str(out)]
+    assert main(good) == 0
+    before = sorted(p.name for p in out.iterdir())
+    bad = _corrupt_copy(digits[0], tmp_path / "bad")
+    args = ["infer", "--export_dir", str(mnist_export), "--input", str(bad), *SEED,
+            "--output", str(out), "--mode", "overwrite"]
+    assert main(args) == 1
+    assert "corrupt" in capsys.readouterr().err.strip().splitlines()[-1]
+    assert sorted(p.name for p in out.iterdir()) == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+def test_version_verbose_schema_and_subcommand_usage(digits, mnist_export, tmp_path,
+                                                     capsys) -> None:
+    assert _exit_code(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"sparktf {sparktf.__version__}"
+    assert main(["infer", "--export_dir", "m", "--input", "i", "--input_mapping", "{x",
+                 "--output_mapping", "{}", "--output", "o"]) == 2
+    assert capsys.readouterr().err.startswith("usage: sparktf infer ")
+    out = tmp_path / "v"
+    assert main(["infer", "--export_dir", str(mnist_export), "--input", str(digits[0]), *SEED,
+                 "--output", str(out), "--verbose", "--output_format", "parquet"]) == 0
+    shown = capsys.readouterr().out
+    assert "output:\nroot\n |-- prediction: long" in shown and "|-- features: array" in shown

@@ -6,9 +6,12 @@ import argparse
 import logging
 import os
 import sys
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
+import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError
 from sparktf.spark.session import JAVA_OPTION_KEYS, merge_java_options
@@ -86,41 +89,48 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_SUBMIT" in os.environ
 
 
+QUIET_LOG4J = Path(__file__).with_name("log4j2.properties")
+
+
 def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -> Any:
-    """Start (or join, under spark-submit) the SparkSession for the job."""
+    """Start (or join, under spark-submit) the SparkSession for the job.
+
+    A local master binds to 127.0.0.1 (no loopback-hostname warning). The JVM this starts
+    logs nothing below FATAL to the console (``log4j2.properties`` beside this module:
+    sparktf reports errors in one line of its own) unless ``verbose`` (Spark's own logging at
+    INFO), and Spark's progress bar is drawn only when stderr is a terminal.
+    """
     from pyspark.sql import SparkSession
 
     builder = SparkSession.builder.appName("sparktf infer")
+    local = (master or ("" if _under_spark_submit() else "local")).startswith("local")
     if master or not _under_spark_submit():
         builder = builder.master(master or "local[*]")
-    if (master or "local").startswith("local"):
+    if local:
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", confs.pop("spark.driver.host", "127.0.0.1"))
         if "spark.pyspark.python" not in confs:
             # local workers run this interpreter (the one with sparktf and TensorFlow), not
             # whatever `python3` is first on the PATH
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = builder.config("spark.ui.showConsoleProgress", "true")
+    confs.setdefault("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
+    confs.setdefault("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
     for key in JAVA_OPTION_KEYS:  # Arrow's checks off, after the user's own JVM options
         confs[key] = merge_java_options(confs.get(key, ""))
+    driver = confs[JAVA_OPTION_KEYS[0]]
+    if not verbose and "log4j2.configurationFile" not in driver:
+        confs[JAVA_OPTION_KEYS[0]] = f"{driver} -Dlog4j2.configurationFile=file:{QUIET_LOG4J}"
     for key, value in confs.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("INFO" if verbose else "ERROR")
+    if verbose:
+        spark.sparkContext.setLogLevel("INFO")
     return spark
 
 
-def _check_output(path: str, mode: str) -> None:
-    from sparktf.errors import SparkTFError
-    from sparktf.spark.commit import visible_entries
-
-    if mode == "errorifexists" and visible_entries(path):
-        raise SparkTFError(
-            f"--output {path} already exists; choose another path or pass --mode overwrite"
-        )
-
-
 def _write(df: Any, args: argparse.Namespace) -> None:
-    import sparktf
+    """Write the predictions; a failed job leaves ``--output`` exactly as it was."""
+    from sparktf.spark.output import staged_output
 
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode)
@@ -133,10 +143,11 @@ def _write(df: Any, args: argparse.Namespace) -> None:
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
-    writer = df.write.mode(args.mode).format(args.output_format)
+    writer = df.write.mode("error").format(args.output_format)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
-    writer.save(args.output)
+    with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
+        writer.save(staging)
 
 
 def _count(args: argparse.Namespace) -> int:
@@ -164,58 +175,100 @@ def _count(args: argparse.Namespace) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """Run ``sparktf infer``; returns 0, or raises a SparkTFError."""
+    from pyspark.sql import SparkSession
+
+    from sparktf.spark.api import plan_scan
+    from sparktf.spark.output import check_output
+
     input_mapping = mapping_arg(args.input_mapping, flag="--input_mapping")
     output_mapping = mapping_arg(args.output_mapping, flag="--output_mapping")
     if args.batch_size <= 0:
         raise UsageError(f"--batch_size: expected a positive integer, found {args.batch_size}")
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     confs = _confs(args.conf)
-    _check_output(args.output, args.mode)
+    check_output(args.output, overwrite=args.mode == "overwrite", flag="--output")
     started = time.perf_counter()
-    from sparktf._tf import warm_up
-
-    warm_up()  # import TensorFlow (model metadata, inference) while the JVM starts
-    from pyspark.sql import SparkSession
-
     joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
-    spark = spark_session(args.master, confs, verbose=args.verbose)
+    starting = _Starting(args.master, confs, args.verbose)  # the JVM starts meanwhile
     try:
-        return _infer(spark, args, input_mapping, output_mapping, keep, started)
-    finally:
-        if not joined:  # stop only a session this command started
-            spark.stop()
-
-
-def _infer(spark: Any, args: argparse.Namespace, input_mapping: dict[str, str],
-           output_mapping: dict[str, str], keep: list[str], started: float) -> int:
-    import sparktf
-    from sparktf.spark.errors import reraise
-
-    try:
-        hint = (sparktf.parse_schema_hint(spark, args.schema_hint, record_type=args.record_type)
-                if args.schema_hint else None)
-    except SchemaError as exc:
-        raise UsageError(f"--schema_hint: {exc}") from None
-    inputs = args.input if len(args.input) > 1 else args.input[0]
-    options = {"recordType": args.record_type, "compression": args.compression}
-    with reraise():
-        if args.no_fuse:
-            df = sparktf.read_tfrecords(spark, inputs, schema_hint=hint, **options)
-        else:  # the fused path reads the files itself: no data source to set up
-            from sparktf.spark.api import scan_tfrecords
-
-            df = scan_tfrecords(spark, inputs, schema_hint=hint, **options)
-        if args.verbose:
-            df.show()
-            df.printSchema()
-            sys.stdout.flush()
+        inputs = args.input if len(args.input) > 1 else args.input[0]
+        try:
+            scan = plan_scan(inputs, args.schema_hint,
+                             {"record_type": args.record_type, "compression": args.compression})
+        except SchemaError as exc:
+            raise UsageError(f"--schema_hint: {exc}") from None
         model = sparktf.TFModel(
             exportDir=args.export_dir, tagSet=args.tag_set,
             signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
             outputMapping=output_mapping, batchSize=args.batch_size, passthroughColumns=keep,
             fuseScan=not args.no_fuse,
         )
-        _write(model.transform(df), args)
+        model.check_names(scan.columns)  # model and mapping mistakes, before any Spark job
+        spark = starting.session()
+    except BaseException:
+        starting.abandon(joined)
+        raise
+    try:
+        return _infer(spark, args, scan, model, started)
+    finally:
+        if not joined:  # stop only a session this command started
+            spark.stop()
+
+
+class _Starting:
+    """The SparkSession, started in a thread while the driver checks the input and model."""
+
+    def __init__(self, master: str | None, confs: dict[str, str], verbose: bool) -> None:
+        self._result: list[Any] = []
+        self._thread = threading.Thread(target=self._start, args=(master, confs, verbose),
+                                        name="sparktf-spark-start", daemon=True)
+        self._thread.start()
+
+    def _start(self, master: str | None, confs: dict[str, str], verbose: bool) -> None:
+        try:
+            self._result.append(spark_session(master, confs, verbose=verbose))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self._result.append(exc)
+
+    def session(self) -> Any:
+        """The started session, or the error that stopped it."""
+        self._thread.join()
+        if isinstance(self._result[0], BaseException):
+            raise self._result[0]
+        return self._result[0]
+
+    def abandon(self, joined: bool) -> None:
+        """The command failed before it needed Spark: do not wait for the JVM. A session
+        still starting is left to the process's exit (``entry`` exits at once), one already
+        started is stopped, unless the command joined an existing session."""
+        if joined or self._thread.is_alive():
+            return
+        if self._result and not isinstance(self._result[0], BaseException):
+            self._result[0].stop()
+
+
+def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started: float) -> int:
+    from sparktf.spark.api import read_scan, scan_tfrecords
+    from sparktf.spark.errors import reraise
+
+    try:
+        scan.schema(spark)  # the hint's types, parsed by Spark
+    except SchemaError as exc:
+        raise UsageError(f"--schema_hint: {exc}") from None
+    with reraise():
+        if args.no_fuse:
+            df = read_scan(spark, scan)
+        else:  # the fused path reads the files itself: no data source to set up
+            df = scan_tfrecords(spark, scan)
+        if args.verbose:
+            df.show()
+            df.printSchema()
+        scored = model.transform(df)
+        if args.verbose:
+            print("output:")
+            scored.printSchema()
+            sys.stdout.flush()
+        _write(scored, args)
     rows = _count(args)
     seconds = time.perf_counter() - started
     print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,

@@ -76,10 +76,14 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    from sparktf import __version__
+
+    parser.add_argument("--version", action="version", version=f"sparktf {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMANDS:
         module = importlib.import_module(f"sparktf.cli.{name}")
         module.add_parser(sub)
+        sub.choices[name].set_defaults(usage=sub.choices[name].format_usage)
     return parser
 
 
@@ -95,10 +99,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UsageError as exc:
-        parser.print_usage(sys.stderr)
+        print(getattr(args, "usage", parser.format_usage)().rstrip(), file=sys.stderr)
         print(f"sparktf: error: {exc}", file=sys.stderr)
         return 2
     except SparkTFError as exc:
+        _trace(args)
         print(f"sparktf: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
@@ -107,20 +112,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - a one-line message, never a traceback last
         from sparktf.spark.errors import explain
 
+        _trace(args)
         print(f"sparktf: error: {explain(exc)}", file=sys.stderr)
         return 1
+
+
+def _trace(args: argparse.Namespace) -> None:
+    """With ``--verbose``, the traceback of the error being handled (before its one line)."""
+    if getattr(args, "verbose", False):
+        import traceback
+
+        traceback.print_exc(file=sys.stderr)
 
 
 def entry() -> None:
     """The ``sparktf`` console script: :func:`main`, then a quick exit.
 
     Once the command is done (output committed, Spark stopped), the process leaves without
-    tearing down TensorFlow's modules, which takes 1-2 s. Under ``spark-submit`` it exits
-    normally, so the JVM's own shutdown runs as usual.
+    tearing down TensorFlow's modules, which takes 1-2 s; a JVM still starting when the
+    command failed goes with it. Under ``spark-submit`` it exits normally, so the JVM's own
+    shutdown runs as usual.
     """
     code = main()
-    if "tensorflow" not in sys.modules or any(
-            k in os.environ for k in ("PYSPARK_GATEWAY_PORT", "SPARK_SUBMIT")):
+    import threading
+
+    starting = any(t.name == "sparktf-spark-start" for t in threading.enumerate())
+    if not starting and ("tensorflow" not in sys.modules or any(
+            k in os.environ for k in ("PYSPARK_GATEWAY_PORT", "SPARK_SUBMIT"))):
         sys.exit(code)
     logging.shutdown()
     sys.stdout.flush()

@@ -47,6 +47,8 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from pyspark import keyword_only
@@ -152,8 +154,18 @@ def _check_feed(field: T.StructField, spec: TensorSpec) -> None:
             )
 
 
-def _check_columns(names: list[str], schema: T.StructType, what: str) -> None:
-    columns = schema.fieldNames()
+@dataclass(frozen=True)
+class _Names:
+    """What :meth:`TFModel.check_names` resolved: the model and each mapped tensor."""
+
+    export_dir: str
+    meta: ModelMetadata
+    feeds: tuple[tuple[str, TensorSpec], ...]  # (column, tensor)
+    fetches: tuple[tuple[TensorSpec, str], ...]  # (tensor, column)
+    passthrough: tuple[str, ...]
+
+
+def _check_columns(names: list[str], columns: Sequence[str], what: str) -> None:
     for name in names:
         if name not in columns:
             raise MappingError(
@@ -337,36 +349,49 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
             raise ModelError(f"TFModel: batchSize must be at least 1, found {self.getBatchSize()}")
         return self.getExportDir(), mappings[0], mappings[1]
 
-    def _feeds(self, meta: ModelMetadata, schema: T.StructType, mapping: dict[str, str],
-               key: str | None) -> list[Feed]:
-        _check_columns(list(mapping), schema, "input")
-        feeds: list[Feed] = []
+    def check_names(self, columns: Sequence[str]) -> _Names:
+        """Check every name against the model and the input's column names, reading only the
+        model's metadata: the tag set, the signature key, each tensor or alias of the
+        mappings, each mapped and pass-through column. No Spark is needed, so the command
+        line runs this while Spark starts.
+
+        Raises
+        ------
+        ModelError, MappingError
+            Naming what is unknown, with the closest names.
+        """
+        export_dir, inputs, outputs = self._required()
+        meta = load_metadata(export_dir, tag_set=self.getTagSet())
+        key = self.getSignatureDefKey()
+        if key is not None:
+            meta.signature(key)
+        passthrough = self.getPassthroughColumns()
+        _check_columns(passthrough, columns, "passthrough")
+        _check_columns(list(inputs), columns, "input")
+        feeds: list[tuple[str, TensorSpec]] = []
         fed: dict[str, str] = {}
-        for column, name in mapping.items():
+        for column, name in inputs.items():
             spec = meta.resolve_input(name, signature_key=key)
             if spec.name in fed:
                 raise MappingError(f"tensor {spec.name!r} is fed by two columns: "
                                    f"{fed[spec.name]!r} and {column!r}")
             fed[spec.name] = column
-            tensor_kind(spec.dtype)
-            _check_feed(schema[column], spec)
-            feeds.append(Feed(column, spec.name, spec.dtype, spec.shape))
-        return feeds
-
-    def _fetches(self, meta: ModelMetadata, mapping: dict[str, str], key: str | None,
-                 taken: list[str]) -> tuple[list[Fetch], list[T.StructField]]:
-        fetches: list[Fetch] = []
-        fields: list[T.StructField] = []
-        names = list(taken)
-        for name, column in mapping.items():
+            feeds.append((column, spec))
+        fetches: list[tuple[TensorSpec, str]] = []
+        names = list(passthrough)
+        for name, column in outputs.items():
             if column in names:
                 raise MappingError(f"output column {column!r} is given twice (outputMapping "
                                    "and passthroughColumns must name distinct columns)")
             names.append(column)
-            spec = meta.resolve_output(name, signature_key=key)
-            fields.append(T.StructField(column, spark_type(spec), True))
-            fetches.append(Fetch(spec.name, column, spec.dtype, spec.shape))
-        return fetches, fields
+            fetches.append((meta.resolve_output(name, signature_key=key), column))
+        missing = meta.unfed_placeholders([s.name for s, _ in fetches], list(fed))
+        if missing:
+            raise MappingError(
+                f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
+                "inputMapping does not feed; map a column to each"
+            )
+        return _Names(export_dir, meta, tuple(feeds), tuple(fetches), tuple(passthrough))
 
     def plan(self, schema: T.StructType) -> tuple[Plan, T.StructType]:
         """Validate the params against ``schema`` and the model: the worker plan and schema.
@@ -376,24 +401,18 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         ModelError, MappingError
             On a missing model, an unknown name, or a dtype or shape that cannot fit.
         """
-        export_dir, inputs, outputs = self._required()
-        meta = load_metadata(export_dir, tag_set=self.getTagSet())
-        key = self.getSignatureDefKey()
-        if key is not None:
-            meta.signature(key)
-        passthrough = self.getPassthroughColumns()
-        _check_columns(passthrough, schema, "passthrough")
-        feeds = self._feeds(meta, schema, inputs, key)
-        fetches, fields = self._fetches(meta, outputs, key, passthrough)
-        missing = meta.unfed_placeholders([f.tensor for f in fetches], [f.tensor for f in feeds])
-        if missing:
-            raise MappingError(
-                f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
-                "inputMapping does not feed; map a column to each"
-            )
-        carried = [schema[name] for name in passthrough]
-        plan = Plan(export_dir=export_dir, tags=meta.tags, feeds=tuple(feeds),
-                    fetches=tuple(fetches), passthrough=tuple(passthrough),
+        names = self.check_names(schema.fieldNames())
+        feeds = []
+        for column, spec in names.feeds:
+            tensor_kind(spec.dtype)
+            _check_feed(schema[column], spec)
+            feeds.append(Feed(column, spec.name, spec.dtype, spec.shape))
+        fetches = [Fetch(spec.name, column, spec.dtype, spec.shape)
+                   for spec, column in names.fetches]
+        fields = [T.StructField(column, spark_type(spec), True) for spec, column in names.fetches]
+        carried = [schema[name] for name in names.passthrough]
+        plan = Plan(export_dir=names.export_dir, tags=names.meta.tags, feeds=tuple(feeds),
+                    fetches=tuple(fetches), passthrough=names.passthrough,
                     batch_size=self.getBatchSize())
         return plan, T.StructType([*carried, *fields])
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyspark.sql.types import StructType
@@ -114,19 +115,21 @@ def read_tfrecords(
     >>> df.columns
     ['vals', 'id', 'name', 'tags']
     """
+    return read_scan(spark, plan_scan(path, schema_hint, options))
+
+
+def read_scan(spark: SparkSession, scan: ScanPlan) -> DataFrame:
+    """The DataFrame of a planned scan, through the ``tfrecord`` data source."""
     register(spark)
-    target, files, settings, schema = _plan_scan(spark, path, schema_hint, options)
-    opts = {k: v for k, v in settings.to_options().items() if k != "schemaHint"}
+    schema = scan.schema(spark)
+    opts = {k: v for k, v in scan.settings.to_options().items() if k != "schemaHint"}
     with reraise():
-        df = spark.read.format("tfrecord").options(**opts).schema(schema).load(target)
-    _remember_scan(df, files, settings)
+        df = spark.read.format("tfrecord").options(**opts).schema(schema).load(scan.target)
+    _remember_scan(df, scan.files, scan.settings)
     return df
 
 
-def scan_tfrecords(
-    spark: SparkSession, path: str | list[str], schema_hint: str | StructType | None = None,
-    **options: Any,
-) -> DataFrame:
+def scan_tfrecords(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     """The rows of :func:`read_tfrecords`, without the data source: a ``spark.range`` of
     file indices mapped by the same reader (one task per file).
 
@@ -139,33 +142,53 @@ def scan_tfrecords(
 
     from sparktf.model.fused import FileScan, read_files
 
-    _, files, settings, schema = _plan_scan(spark, path, schema_hint, options)
-    scan = FileScan(files=tuple(files), schema_json=schema.json(), settings=settings)
-    fn = functools.partial(read_files, scan=scan)
-    df = spark.range(0, len(files), 1, max(1, len(files))).mapInArrow(fn, schema)
-    _scans[df] = scan
+    schema = scan.schema(spark)
+    files = FileScan(files=tuple(scan.files), schema_json=schema.json(), settings=scan.settings)
+    fn = functools.partial(read_files, scan=files)
+    df = spark.range(0, len(scan.files), 1, max(1, len(scan.files))).mapInArrow(fn, schema)
+    _scans[df] = files
     return df
 
 
-def _plan_scan(
-    spark: SparkSession, path: str | list[str], schema_hint: str | StructType | None,
-    options: dict[str, Any],
-) -> tuple[Any, list[str], ReadSettings, StructType]:
-    """Settings, files and schema of a scan (inferred here, on the driver: the planning
+@dataclass(frozen=True)
+class ScanPlan:
+    """A TFRecord scan planned on the driver without Spark: the files, the settings and the
+    schema as DDL (the hint's fields, then the inferred ones)."""
+
+    target: str | list[str]
+    files: list[str]
+    settings: ReadSettings
+    ddl: str
+
+    @property
+    def columns(self) -> list[str]:
+        """The column names, known before Spark parses the types."""
+        from sparktf.spark.hints import hint_fields
+
+        return [name for name, _ in hint_fields(self.ddl)]
+
+    def schema(self, spark: SparkSession) -> StructType:
+        """The schema, parsed by Spark and checked against what TFRecord can hold."""
+        from sparktf.tfrecord.types import columns_of
+
+        schema = _parse_ddl(spark, self.ddl, shown=self.settings.schema_hint or self.ddl)
+        if self.settings.record_type != "ByteArray":
+            columns_of(schema, self.settings.record_type)
+        return schema
+
+
+def plan_scan(
+    path: str | list[str], schema_hint: str | StructType | None, options: dict[str, Any],
+) -> ScanPlan:
+    """Check the options, list the files and infer the schema, on the driver (a planning
     worker would import TensorFlow just for this)."""
     from sparktf.spark.datasource import schema_ddl
     from sparktf.tfrecord.framing import list_data_files
-    from sparktf.tfrecord.types import columns_of
 
     settings = _settings(schema_hint, options)  # checks every option up front
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
-    if settings.schema_hint and settings.record_type != "ByteArray":
-        parse_schema_hint(spark, settings.schema_hint, record_type=settings.record_type)
     files = list_data_files(target)
-    schema = _parse_ddl(spark, schema_ddl(files, settings), shown=settings.schema_hint or "")
-    if settings.record_type != "ByteArray":
-        columns_of(schema, settings.record_type)
-    return target, files, settings, schema
+    return ScanPlan(target, files, settings, schema_ddl(files, settings))
 
 
 def _remember_scan(df: DataFrame, files: list[str], settings: ReadSettings) -> None:

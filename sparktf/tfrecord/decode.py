@@ -160,11 +160,10 @@ class Decoder:
         return pa.record_batch(arrays, schema=self.arrow_schema)
 
     def _message(self, data: bytes) -> Any:
-        from tensorflow.core.example import example_pb2
+        from sparktf._tf import example_pb2
 
-        cls = example_pb2.Example if self.record_type == "Example" else (
-            example_pb2.SequenceExample
-        )
+        protos = example_pb2()
+        cls = protos.Example if self.record_type == "Example" else protos.SequenceExample
         return cls.FromString(data)
 
     def _has(self, data: bytes, column: Column) -> bool:

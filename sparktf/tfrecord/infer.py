@@ -77,9 +77,10 @@ def infer_features(
     'array<float>'
     """
     from google.protobuf.message import DecodeError
-    from tensorflow.core.example import example_pb2
 
-    cls = example_pb2.Example if record_type == "Example" else example_pb2.SequenceExample
+    from sparktf._tf import example_pb2
+
+    cls = example_pb2().Example if record_type == "Example" else example_pb2().SequenceExample
     chosen = sample_files(files, max_files)
     per_file = max(1, math.ceil(sample_records / len(chosen)))
     stats: dict[str, FeatureStats] = {}
