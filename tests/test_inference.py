@@ -160,3 +160,17 @@ def test_failed_write_leaves_an_absent_output_absent(spark, tmp_path: Path) -> N
     with pytest.raises(TFRecordError, match="holds a null element"):
         sparktf.write_tfrecords(df, str(out))
     assert not out.exists()
+
+
+def test_take_show_and_limit_read_only_the_files_they_need(spark, tmp_path: Path) -> None:
+    """Files 1-3 are corrupt: reading any of them would fail the action."""
+    root = tmp_path / "few"
+    _images(root / "part-0.tfrecord", n=6)
+    for i in (1, 2, 3):
+        (root / f"part-{i}.tfrecord").write_bytes(b"\x00" * 40)
+    df = sparktf.read_tfrecords(spark, str(root), schema_hint="image/encoded binary")
+    assert len(df.take(5)) == 5
+    assert len(df.limit(5).collect()) == 5
+    df.show(5)
+    with pytest.raises(TFRecordError, match="part-1.tfrecord"), reraise():
+        df.count()

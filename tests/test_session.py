@@ -71,8 +71,32 @@ def test_infer_session_adds_arrow_options_after_the_users_conf(monkeypatch) -> N
     spark_session("local[2]", confs, verbose=False)
     assert builder.conf["spark.executor.extraJavaOptions"] == "-Xss8m " + " ".join(
         ARROW_JAVA_OPTIONS)
-    assert builder.conf["spark.driver.extraJavaOptions"] == " ".join(ARROW_JAVA_OPTIONS)
+    driver = builder.conf["spark.driver.extraJavaOptions"]
+    assert driver.startswith(" ".join(ARROW_JAVA_OPTIONS) + " -Dlog4j2.configurationFile=file:")
     assert builder.conf["spark.sql.shuffle.partitions"] == "3"
+    assert builder.conf["spark.python.daemon.module"] == "sparktf.spark.daemon"
+    assert builder.conf["spark.ui.showConsoleProgress"] == "false"  # stderr is no terminal
+
+
+def test_configure_session_preloads_tensorflow_in_the_workers_daemon() -> None:
+    builder = RecordingBuilder()
+    sparktf.configure_session(builder)
+    assert builder.conf["spark.python.daemon.module"] == "sparktf.spark.daemon"
+    assert "spark.python.daemon.module" not in sparktf.configure_session(
+        RecordingBuilder(), preload=False).conf
+
+
+def test_task_workers_are_forked_with_tensorflow_imported(spark) -> None:
+    def probe(_: object) -> tuple[bool, str]:
+        import os
+        import sys
+
+        with open(f"/proc/{os.getppid()}/cmdline", "rb") as handle:
+            parent = handle.read().replace(b"\0", b" ").decode()
+        return "tensorflow" in sys.modules, parent
+
+    loaded, parent = spark.sparkContext.parallelize([0], 1).map(probe).collect()[0]
+    assert loaded and "sparktf.spark.daemon pyspark.worker" in parent
 
 
 def test_tensorflow_objects_are_kept_out_of_the_cyclic_gc() -> None:

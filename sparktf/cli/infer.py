@@ -14,7 +14,7 @@ from typing import Any
 import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError
-from sparktf.spark.session import JAVA_OPTION_KEYS, merge_java_options
+from sparktf.spark.session import DAEMON, JAVA_OPTION_KEYS, merge_java_options
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +115,7 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     confs.setdefault("spark.ui.showConsoleProgress", str(sys.stderr.isatty()).lower())
     confs.setdefault("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
+    confs.setdefault(*DAEMON)
     for key in JAVA_OPTION_KEYS:  # Arrow's checks off, after the user's own JVM options
         confs[key] = merge_java_options(confs.get(key, ""))
     driver = confs[JAVA_OPTION_KEYS[0]]

@@ -1,0 +1,54 @@
+"""A PySpark daemon whose task workers start with TensorFlow already imported.
+
+PySpark forks each Python worker from a daemon process. A worker that reads TFRecords or runs
+a model imports TensorFlow (3-4 s) unless its process has it already, and Spark ends a worker
+whenever a task stops reading its output early (``limit``, ``show``, ``take``): the next task
+then pays the import again in a new worker. With ``spark.python.daemon.module`` set to this
+module (:func:`sparktf.configure_session` and ``sparktf infer`` do it), the daemon that forks
+task workers (``pyspark.worker``) imports TensorFlow, pyarrow and sparktf's reader once and
+moves them out of the cyclic GC's sight (``gc.freeze``: no copy-on-write from collections in
+the children), then runs PySpark's own daemon. Each worker is then a ``fork`` of a process
+that has everything: TensorFlow is imported once per executor, not once per worker. The
+daemons of Spark's planning workers (data source lookup and planning) import nothing extra.
+
+No TensorFlow session, graph or ``tf.data`` pipeline exists before the fork: those, and the
+thread pools they start, are created in each worker.
+"""
+
+from __future__ import annotations
+
+import sys
+
+#: The worker module of the daemon that forks task workers (PySpark passes it as argv[1]).
+TASK_WORKER = "pyspark.worker"
+
+
+def preload() -> None:
+    """Import what task workers need, then freeze it (see the module docstring)."""
+    import gc
+
+    import pyarrow  # noqa: F401
+
+    from sparktf._tf import example_pb2
+    from sparktf.tfrecord import reader  # noqa: F401
+
+    example_pb2()
+    gc.collect()
+    gc.freeze()
+
+
+def main() -> None:
+    """Run PySpark's daemon, after :func:`preload` in the daemon of task workers."""
+    if sys.argv[1:2] in ([], [TASK_WORKER]):
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - workers then import what they need
+            print(f"sparktf daemon: preloading failed ({exc}); workers import on demand",
+                  file=sys.stderr)
+    import pyspark.daemon
+
+    pyspark.daemon.manager()
+
+
+if __name__ == "__main__":
+    main()
