@@ -211,7 +211,6 @@ def _static_case(case: str, mnist: Path, tf2: Path, nobatch: Path, plain: Path) 
         "unfed-placeholder": {"inputMapping": {"label": "y_"}},
         "unknown-passthrough": {"passthroughColumns": ["ids"]},
         "duplicate-column": {"passthroughColumns": ["id"], "outputMapping": {"prediction": "id"}},
-        "empty-mapping": {"inputMapping": {}},
     }
     params.update(changes[case])
     if case in ("no-batch-dim", "constant-output"):
@@ -252,7 +251,6 @@ STATIC_ERRORS = [
     ("unknown-passthrough", MappingError,
      r"passthrough column 'ids' not found in the DataFrame; closest: 'id'"),
     ("duplicate-column", MappingError, r"output column 'id' is given twice"),
-    ("empty-mapping", MappingError, r"TFModel: inputMapping is empty"),
 ]
 
 
@@ -264,6 +262,24 @@ def test_errors_found_by_transform(case: str, error: type, message: str, mnist_d
     model = _static_case(case, mnist_export, tf2_export, nobatch_export, plain_dir)
     with pytest.raises(error, match=message):
         model.transform(mnist_df)
+
+
+@pytest.mark.parametrize(
+    ("params", "error", "message"),
+    [
+        ({"inputMapping": {}}, MappingError, r"TFModel: inputMapping is empty; give e.g."),
+        ({"exportdir": "m"}, ModelError,
+         r"TFModel: unknown param 'exportdir'; closest: 'exportDir'; accepted: exportDir, "),
+        ({"batchSize": 0}, ModelError, r"TFModel: batchSize must be a positive integer, found 0"),
+        ({"batchSize": "many"}, ModelError, r"batchSize must be a positive integer, found 'many'"),
+        ({"tagSet": " "}, ModelError, r"TFModel: tagSet is empty"),
+    ],
+)
+def test_bad_params_are_refused_when_set(params: dict, error: type, message: str) -> None:
+    with pytest.raises(error, match=message):
+        TFModel(**params)
+    with pytest.raises(error, match=message):
+        TFModel().setParams(**params)
 
 
 # Errors found while running kill the Python worker: keep these last, so that the other

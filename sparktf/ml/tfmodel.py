@@ -29,9 +29,14 @@ the row within the batch: fill or drop nulls first.
 
 Examples
 --------
->>> model = TFModel(exportDir="mnist_export", inputMapping={"image": "x"},
+>>> model = TFModel(exportDir=mnist_export, inputMapping={"image": "x"},
 ...                 outputMapping={"prediction": "prediction", "Relu": "features"})
->>> model.transform(df).printSchema()  # doctest: +SKIP
+>>> model.transform(df).printSchema()
+root
+ |-- prediction: long (nullable = true)
+ |-- features: array (nullable = true)
+ |    |-- element: float (containsNull = true)
+<BLANKLINE>
 """
 
 from __future__ import annotations
@@ -60,6 +65,7 @@ from pyspark.sql import types as T
 
 from sparktf.errors import MappingError, ModelError, close_matches
 from sparktf.ml.fusion import fused_transform
+from sparktf.ml.settings import DEFAULTS, check_params
 from sparktf.model.convert import check_kinds, shape_text, tensor_kind
 from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
@@ -227,10 +233,12 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
 
     Examples
     --------
-    >>> model = TFModel(exportDir="mnist_export", inputMapping={"image": "x"},
+    >>> model = TFModel(exportDir=mnist_export, inputMapping={"image": "x"},
     ...                 outputMapping={"prediction": "prediction"}, passthroughColumns=["id"])
-    >>> model.transform(df).columns  # doctest: +SKIP
+    >>> model.transform(df).columns
     ['id', 'prediction']
+    >>> model.transform(df).count()
+    8
     """
 
     exportDir: Param[str] = Param(
@@ -260,27 +268,32 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
 
     @keyword_only
     def __init__(
-        self, *, exportDir: str | None = None, tagSet: str = "serve",
+        self, *, exportDir: str | None = None, tagSet: str = DEFAULTS.tag_set,
         signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
-        outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
-        passthroughColumns: list[str] | None = None, shipModel: bool = False,
-        fuseScan: bool = True,
+        outputMapping: dict[str, str] | None = None, batchSize: int = DEFAULTS.batch_size,
+        passthroughColumns: list[str] | None = None, shipModel: bool = DEFAULTS.ship_model,
+        fuseScan: bool = DEFAULTS.fuse_scan, **unknown: Any,
     ) -> None:
         super().__init__()
-        self._setDefault(tagSet="serve", batchSize=1024, passthroughColumns=[],
-                         shipModel=False, fuseScan=True)
+        self._setDefault(**DEFAULTS.as_params())
         self.setParams(**self._input_kwargs)
 
     @keyword_only
     def setParams(
-        self, *, exportDir: str | None = None, tagSet: str = "serve",
+        self, *, exportDir: str | None = None, tagSet: str = DEFAULTS.tag_set,
         signatureDefKey: str | None = None, inputMapping: dict[str, str] | None = None,
-        outputMapping: dict[str, str] | None = None, batchSize: int = 1024,
-        passthroughColumns: list[str] | None = None, shipModel: bool = False,
-        fuseScan: bool = True,
+        outputMapping: dict[str, str] | None = None, batchSize: int = DEFAULTS.batch_size,
+        passthroughColumns: list[str] | None = None, shipModel: bool = DEFAULTS.ship_model,
+        fuseScan: bool = DEFAULTS.fuse_scan, **unknown: Any,
     ) -> TFModel:
-        """Set params by keyword; ``None`` leaves a param unset."""
+        """Set params by keyword; ``None`` leaves a param unset. Unknown names and values
+        that cannot work are refused (:func:`sparktf.ml.settings.check_params`)."""
+        check_params(self._input_kwargs)
         return self._set(**{k: v for k, v in self._input_kwargs.items() if v is not None})
+
+    def _set(self, **kwargs: Any) -> TFModel:
+        check_params(kwargs)
+        return super()._set(**kwargs)
 
     def setExportDir(self, value: str) -> TFModel:
         return self._set(exportDir=value)
