@@ -1,43 +1,12 @@
-"""Shared pytest fixtures: one local SparkSession for the whole suite."""
+"""Shared pytest fixtures of the tests (the SparkSession ``spark`` is in ../conftest.py)."""
 
 from __future__ import annotations
 
-import os
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
-os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-os.environ.setdefault("PYSPARK_DRIVER_PYTHON", sys.executable)
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
 DATA = Path(__file__).parent / "data"
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[pyspark.sql.SparkSession]:  # noqa: F821
-    """A local[2] SparkSession bound to loopback, shared by every test."""
-    from pyspark.sql import SparkSession
-
-    import sparktf
-
-    session = sparktf.configure_session(
-        SparkSession.builder.master("local[2]")
-        .appName("sparktf-tests")
-        .config("spark.driver.host", "127.0.0.1")
-        .config("spark.driver.bindAddress", "127.0.0.1")
-        .config("spark.ui.enabled", "false")
-        .config("spark.sql.shuffle.partitions", "2")
-        .config("spark.default.parallelism", "2")
-        .config("spark.sql.execution.arrow.pyspark.enabled", "true")
-        .config("spark.executorEnv.TF_CPP_MIN_LOG_LEVEL", "2")
-    ).getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
-    yield session
-    session.stop()
 
 
 @pytest.fixture(scope="session")

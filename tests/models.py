@@ -7,6 +7,7 @@
 - :func:`build_nobatch`: outputs without a batch dimension;
 - :func:`build_types`: identity-like outputs of many dtypes and ranks;
 - :func:`build_keras`: a Keras ``model.export`` SavedModel;
+- :class:`Checkpoint`: a tiny TF1 checkpoint (not a SavedModel) with known weights;
 - :func:`build_rowsum`: a TF1 graph with ``x`` [None, width], ``total`` (sum per row) and
   ``doubled`` (``x * 2``), no variables.
 """
@@ -172,3 +173,39 @@ def build_rowsum(export_dir: Path, *, width: int = 16) -> Path:
         tf.multiply(x, 2.0, name="doubled")
     _save_tf1(export_dir, graph, {})
     return export_dir
+
+
+class Checkpoint:
+    """A tiny TF1 graph (x -> Relu -> logits -> prediction) saved with known weights."""
+
+    def __init__(self, model_dir: Path) -> None:
+        rng = np.random.default_rng(7)
+        self.dir = model_dir
+        self.w1 = rng.normal(size=(4, 3)).astype(np.float32)
+        self.b1 = rng.normal(size=3).astype(np.float32)
+        self.w2 = rng.normal(size=(3, 2)).astype(np.float32)
+        self.x = rng.normal(size=(6, 4)).astype(np.float32)
+        self._save()
+
+    def _save(self) -> None:
+        tf = tensorflow()
+        v1 = tf.compat.v1
+        with tf.Graph().as_default(), v1.Session() as sess:
+            x = v1.placeholder(tf.float32, [None, 4], name="x")
+            v1.placeholder(tf.float32, [None, 2], name="y_")
+            w1 = tf.Variable(tf.zeros([4, 3]), name="hid_w")
+            b1 = tf.Variable(tf.zeros([3]), name="hid_b")
+            w2 = tf.Variable(tf.zeros([3, 2]), name="sm_w")
+            hidden = tf.nn.relu(tf.matmul(x, w1) + b1, name="Relu")
+            logits = tf.matmul(hidden, w2, name="logits")
+            tf.argmax(logits, 1, name="prediction")
+            sess.run(v1.global_variables_initializer())
+            # Saved weights differ from the initial zeros: an export must restore them.
+            sess.run([v1.assign(w1, self.w1), v1.assign(b1, self.b1), v1.assign(w2, self.w2)])
+            v1.train.Saver().save(sess, str(self.dir / "model.ckpt"), global_step=7)
+
+    def hidden(self) -> np.ndarray:
+        return np.maximum(self.x @ self.w1 + self.b1, 0)
+
+    def logits(self) -> np.ndarray:
+        return self.hidden() @ self.w2

@@ -20,6 +20,7 @@ from sparktf.model.export import (
     list_operations,
     parse_signatures,
 )
+from tests.models import Checkpoint
 
 SIGNATURES = {
     "serving_default": {
@@ -34,43 +35,6 @@ SIGNATURES = {
     },
     "scores": {"inputs": {"img": "x"}, "outputs": {"scores": "logits"}, "method_name": "regress"},
 }
-
-
-class Checkpoint:
-    """A tiny TF1 graph (x -> Relu -> logits -> prediction) saved with known weights."""
-
-    def __init__(self, model_dir: Path) -> None:
-        rng = np.random.default_rng(7)
-        self.dir = model_dir
-        self.w1 = rng.normal(size=(4, 3)).astype(np.float32)
-        self.b1 = rng.normal(size=3).astype(np.float32)
-        self.w2 = rng.normal(size=(3, 2)).astype(np.float32)
-        self.x = rng.normal(size=(6, 4)).astype(np.float32)
-        self._save()
-
-    def _save(self) -> None:
-        import tensorflow as tf
-
-        v1 = tf.compat.v1
-        with tf.Graph().as_default(), v1.Session() as sess:
-            x = v1.placeholder(tf.float32, [None, 4], name="x")
-            v1.placeholder(tf.float32, [None, 2], name="y_")
-            w1 = tf.Variable(tf.zeros([4, 3]), name="hid_w")
-            b1 = tf.Variable(tf.zeros([3]), name="hid_b")
-            w2 = tf.Variable(tf.zeros([3, 2]), name="sm_w")
-            hidden = tf.nn.relu(tf.matmul(x, w1) + b1, name="Relu")
-            logits = tf.matmul(hidden, w2, name="logits")
-            tf.argmax(logits, 1, name="prediction")
-            sess.run(v1.global_variables_initializer())
-            # Saved weights differ from the initial zeros: an export must restore them.
-            sess.run([v1.assign(w1, self.w1), v1.assign(b1, self.b1), v1.assign(w2, self.w2)])
-            v1.train.Saver().save(sess, str(self.dir / "model.ckpt"), global_step=7)
-
-    def hidden(self) -> np.ndarray:
-        return np.maximum(self.x @ self.w1 + self.b1, 0)
-
-    def logits(self) -> np.ndarray:
-        return self.hidden() @ self.w2
 
 
 @pytest.fixture(scope="module")

@@ -53,8 +53,8 @@ def describe(meta: Any, *, signature_key: str | None = None, ops: bool = False) 
     Examples
     --------
     >>> from sparktf.model import load_metadata
-    >>> print("\\n".join(describe(load_metadata("mnist_export"))))  # doctest: +SKIP
-    SavedModel: mnist_export
+    >>> print("\\n".join(describe(load_metadata(mnist_export))))
+    SavedModel: .../mnist_export
     tag sets: 'serve'
     ...
     """

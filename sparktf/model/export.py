@@ -247,8 +247,8 @@ def list_operations(model_dir: str | Path) -> list[tuple[str, str]]:
 
     Examples
     --------
-    >>> ops = dict(list_operations("mnist_model"))  # doctest: +SKIP
-    >>> ops["x"], ops["Relu"], ops["prediction"]  # doctest: +SKIP
+    >>> ops = dict(list_operations(mnist_model))
+    >>> ops["x"], ops["Relu"], ops["prediction"]
     ('Placeholder', 'Relu', 'ArgMax')
     """
     with _imported_graph(model_dir, restore=False) as (graph, _, _):
@@ -295,9 +295,9 @@ def export_checkpoint(
 
     Examples
     --------
-    >>> export_checkpoint("mnist_model", "mnist_export", signatures={  # doctest: +SKIP
+    >>> export_checkpoint(mnist_model, f"{tmp}/export", signatures={
     ...     "serving_default": {"inputs": {"img": "x"}, "outputs": {"pred": "prediction"}}})
-    'mnist_export'
+    '.../export'
     """
     sigs = parse_signatures(signatures)
     tags = parse_tag_set(tag_set)

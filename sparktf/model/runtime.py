@@ -12,10 +12,13 @@ models one worker keeps.
 
 Examples
 --------
->>> plan = Plan(export_dir="mnist_export", tags=("serve",),
+>>> import pyarrow as pa
+>>> plan = Plan(export_dir=mnist_export, tags=("serve",),
 ...             feeds=(Feed("image", "x:0", "float32", (None, 784)),),
 ...             fetches=(Fetch("prediction:0", "prediction", "int64", (None,)),))
->>> batches = map_batches(iter([record_batch]), plan=plan)  # doctest: +SKIP
+>>> batch = pa.record_batch([pa.array([[0.5] * 784] * 3, pa.list_(pa.float32()))], ["image"])
+>>> [b.num_rows for b in map_batches(iter([batch]), plan=plan)]
+[3]
 """
 
 from __future__ import annotations

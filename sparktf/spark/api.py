@@ -28,8 +28,10 @@ def register(spark: SparkSession) -> None:
     Examples
     --------
     >>> import sparktf
-    >>> sparktf.register(spark)  # doctest: +SKIP
-    >>> spark.read.format("tfrecord").load("data/train")  # doctest: +SKIP
+    >>> import sparktf
+    >>> sparktf.register(spark)
+    >>> spark.read.format("tfrecord").load(examples).count()
+    5
     """
     if spark in _registered:
         return
