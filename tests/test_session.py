@@ -125,3 +125,49 @@ def test_freeze_survivors_frees_garbage_and_freezes_what_lives() -> None:
     assert gone() is None  # collected, not frozen forever
     assert gc.get_freeze_count() > before
     assert not any(o is kept for o in gc.get_objects())  # frozen objects are not tracked
+
+
+QUICK_START = """
+import sys
+from pyspark.sql import SparkSession
+import sparktf
+spark = sparktf.configure_session(SparkSession.builder.master("local[2]")).getOrCreate()
+spark.sparkContext.setLogLevel("ERROR")
+df = sparktf.read_tfrecords(spark, sys.argv[1])
+model = sparktf.TFModel(exportDir=sys.argv[2], inputMapping={"vals": "x"},
+                        outputMapping={"doubled": "doubled"})
+df.show(2)
+model.transform(df).show(2)
+print("done", df.limit(3).count())
+"""
+
+
+def test_a_script_ending_after_show_prints_no_worker_traceback(tmp_path) -> None:
+    """``show()`` stops reading tasks early; neither PySpark's daemon nor TensorFlow may
+    print to the console then (the script runs without TF_CPP_MIN_LOG_LEVEL)."""
+    import os
+    import subprocess
+    import sys
+
+    from sparktf._tf import example_pb2
+    from sparktf.tfrecord.framing import RecordFileWriter
+    from tests.models import build_rowsum
+
+    model = build_rowsum(tmp_path / "rowsum", width=4)
+    data = tmp_path / "vals"
+    data.mkdir()
+    for part in range(3):
+        with RecordFileWriter(str(data / f"part-{part}.tfrecord")) as writer:
+            for i in range(3000):
+                example = example_pb2().Example()
+                example.features.feature["vals"].float_list.value.extend([float(i)] * 4)
+                writer.write(example.SerializeToString())
+    script = tmp_path / "quick.py"
+    script.write_text(QUICK_START)
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    done = subprocess.run([sys.executable, str(script), str(data), str(model)],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().endswith("done 3")
+    for noise in ("Traceback", "BrokenPipeError", "I0000", "cpu_feature_guard"):
+        assert noise not in done.stderr, done.stderr[-3000:]

@@ -13,11 +13,16 @@ daemons of Spark's planning workers (data source lookup and planning) import not
 
 No TensorFlow session, graph or ``tf.data`` pipeline exists before the fork: those, and the
 thread pools they start, are created in each worker.
+
+When Spark stops reading a task's output early, PySpark's own daemon prints the worker's
+``BrokenPipeError`` traceback to the console; here such a worker just ends (it could not be
+reused anyway).
 """
 
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 #: The worker module of the daemon that forks task workers (PySpark passes it as argv[1]).
 TASK_WORKER = "pyspark.worker"
@@ -45,9 +50,18 @@ def main() -> None:
         except Exception as exc:  # noqa: BLE001 - workers then import what they need
             print(f"sparktf daemon: preloading failed ({exc}); workers import on demand",
                   file=sys.stderr)
-    import pyspark.daemon
+    import pyspark.daemon as daemon
 
-    pyspark.daemon.manager()
+    forked = daemon.worker
+
+    def worker(sock: Any, authenticated: bool) -> int:
+        try:
+            return forked(sock, authenticated)
+        except (BrokenPipeError, ConnectionResetError):  # Spark stopped reading early
+            return 1  # not 0: the socket is gone, the worker must not be reused
+
+    daemon.worker = worker
+    daemon.manager()
 
 
 if __name__ == "__main__":
