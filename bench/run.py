@@ -1,6 +1,7 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
-Usage: python bench/run.py [--quick] [--spark-defaults] [--only io,transform,e2e,memory,tfos]
+Usage: python bench/run.py [--quick] [--spark-defaults]
+                          [--only io,transform,e2e,small,memory,tfos]
 
 Figures are records/s; "ratio" compares each row with the first row of its group (the
 baseline), measured side by side in the same run on the same data.
@@ -19,9 +20,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import model_bench  # noqa: E402
+import small  # noqa: E402
 import tfrecord_io  # noqa: E402
 
-GROUPS = ("io", "transform", "e2e", "memory", "tfos")
+GROUPS = ("io", "transform", "e2e", "small", "memory", "tfos")
 
 
 def table(rows: list[dict]) -> str:
@@ -69,6 +71,8 @@ def main() -> None:
     if "e2e" in only:
         e2e, summary = model_bench.end_to_end(args.work, 100_000 // scale, rounds)
         rows += e2e + model_bench.udf_on_tfrecords(args.work, 100_000 // scale)
+    if "small" in only:
+        rows += small.run(args.work, rounds)
     if "tfos" in only:
         rows += model_bench.tfos(args.work, 20_000 // scale)
     if "memory" in only:

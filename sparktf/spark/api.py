@@ -28,7 +28,6 @@ def register(spark: SparkSession) -> None:
     Examples
     --------
     >>> import sparktf
-    >>> import sparktf
     >>> sparktf.register(spark)
     >>> spark.read.format("tfrecord").load(examples).count()
     5
