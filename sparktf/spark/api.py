@@ -200,14 +200,15 @@ def write_tfrecords(
     --------
     >>> write_tfrecords(df, "out/train", mode="overwrite", compression="gzip")  # doctest: +SKIP
     """
-    import os
+    from sparktf import fs
 
     spark = df.sparkSession
     register(spark)
     mode = mode.lower()
     if mode not in SAVE_MODES:
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
-    target = path[len("file:"):].removeprefix("//") if path.startswith("file:") else path
+    location = fs.parse(path)  # a malformed URL or unknown scheme fails before any job
+    target = location.url if not location.is_local else fs.local_path(path)
     existing = commit.visible_entries(target)
     if existing and mode in ("errorifexists", "error"):
         raise TFRecordError(
@@ -216,7 +217,7 @@ def write_tfrecords(
         )
     if existing and mode == "ignore":
         return
-    if os.path.exists(target) and not os.path.isdir(target):
+    if existing == [target]:
         raise TFRecordError(f"output path {path} exists and is not a directory")
     opts = _options({"recordType": record_type, "compression": compression, **options})
     writer = df.write.format("tfrecord").options(**opts)
