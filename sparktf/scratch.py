@@ -25,7 +25,7 @@ import tempfile
 from collections.abc import Iterator
 
 _PREFIX = "sparktf-"
-_MINE: dict[tuple[str, int], str] = {}
+_MINE: dict[tuple[str, str, int], str] = {}
 
 
 def root() -> str:
@@ -58,7 +58,7 @@ def clean_dead(kind: str) -> list[str]:
 
 def own_dir(kind: str) -> str:
     """This process's ``kind`` scratch directory (created, after cleaning dead ones)."""
-    key = (kind, os.getpid())
+    key = (root(), kind, os.getpid())
     path = _MINE.get(key)
     if path is None or not os.path.isdir(path):
         clean_dead(kind)

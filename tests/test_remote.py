@@ -236,3 +236,159 @@ def test_manifest_is_json_with_sizes(s3: str) -> None:
     with fs.open_input(f"{out}/_SUCCESS") as handle:
         data = json.loads(handle.read())
     assert data["files"] == [{"name": "part-a", "size": 3, "records": 1}]
+
+
+# -- models from URLs ---------------------------------------------------------------------
+
+
+def upload_tree(local: Path, url: str) -> str:
+    for path in sorted(local.rglob("*")):
+        if path.is_file():
+            fs.upload(str(path), f"{url}/{path.relative_to(local).as_posix()}")
+    return url
+
+
+@pytest.fixture(scope="module")
+def s3_model(s3: str, mnist_export: Path) -> str:
+    return upload_tree(mnist_export, f"{fresh(s3, 's3a')}/mnist_export")
+
+
+@pytest.fixture()
+def model_cache(tmp_path: Path, monkeypatch) -> Path:
+    cache = tmp_path / "models"
+    monkeypatch.setenv("SPARKTF_MODEL_CACHE_DIR", str(cache))
+    return cache
+
+
+def test_model_cache_fetches_once_checks_and_refetches(s3: str, mnist_export: Path,
+                                                       model_cache: Path, monkeypatch) -> None:
+    from sparktf.model.fetch import COMPLETE, local_copy
+
+    url = upload_tree(mnist_export, f"{fresh(s3)}/m")
+    first = local_copy(url)
+    assert Path(first).parent == model_cache and (Path(first) / COMPLETE).exists()
+    assert sorted(p.relative_to(first).as_posix() for p in Path(first).rglob("*")
+                  if p.is_file() and p.name != COMPLETE) == sorted(
+        p.relative_to(mnist_export).as_posix() for p in mnist_export.rglob("*") if p.is_file())
+    stamp = os.stat(Path(first) / "saved_model.pb").st_mtime_ns
+    assert local_copy(url) == first  # reused, not fetched again
+    assert os.stat(Path(first) / "saved_model.pb").st_mtime_ns == stamp
+    (Path(first) / "saved_model.pb").write_bytes(b"half")  # a damaged copy is fetched again
+    assert local_copy(url) == first
+    assert (Path(first) / "saved_model.pb").read_bytes() == (
+        mnist_export / "saved_model.pb").read_bytes()
+    put(f"{url}/assets/extra.txt", b"new object")  # the model changed: a new copy
+    second = local_copy(url)
+    assert second != first and (Path(second) / "assets" / "extra.txt").exists()
+    monkeypatch.setenv("SPARKTF_MODEL_CACHE_KEEP", "1")
+    other = local_copy(upload_tree(mnist_export, f"{fresh(s3)}/m"))
+    assert [p.name for p in model_cache.iterdir() if p.is_dir()] == [Path(other).name]
+    assert not [p for p in model_cache.iterdir() if p.name.startswith(".part-")]
+
+
+@pytest.mark.parametrize(
+    ("suffix", "message"),
+    [("missing", "does not exist"), ("notamodel", "is not a SavedModel directory")],
+)
+def test_bad_remote_model_errors_name_the_url(s3: str, model_cache: Path, suffix: str,
+                                               message: str) -> None:
+    from sparktf.errors import ModelError
+
+    url = f"{fresh(s3, 's3a')}/{suffix}"
+    if suffix == "notamodel":
+        put(f"{url}/variables/variables.index", b"x")
+    with pytest.raises(ModelError, match=rf"{url}'? {message}"):
+        sparktf.load_metadata(url)
+
+
+def test_tfmodel_and_inspect_with_an_s3_export_dir(spark, s3_model: str, mnist_export: Path,
+                                                   capsys) -> None:
+    import numpy as np
+
+    from sparktf.cli.main import main
+    from sparktf.ml import TFModel
+    from tests.models import mnist_numpy
+
+    images = np.random.default_rng(3).random((20, 784), dtype=np.float32)
+    df = spark.createDataFrame([(i, images[i].tolist()) for i in range(20)],
+                               "id int, image array<float>")
+    model = TFModel(exportDir=s3_model, inputMapping={"image": "x"},
+                    outputMapping={"prediction": "prediction"}, passthroughColumns=["id"])
+    rows = sorted(model.transform(df).collect())
+    assert [r.prediction for r in rows] == mnist_numpy(images)[0].tolist()
+    assert main(["inspect", "--export_dir", s3_model]) == 0
+    assert f"SavedModel: {s3_model}" in capsys.readouterr().out
+
+
+def test_cli_infer_all_on_s3(spark, s3: str, s3_model: str, tmp_path: Path, capsys,
+                             monkeypatch) -> None:
+    """Input, model and tfrecord output on S3; predictions equal TensorFlow's own."""
+    import numpy as np
+
+    from sparktf.cli.main import main
+    from tests.models import mnist_numpy
+
+    monkeypatch.chdir(tmp_path)
+    images = np.random.default_rng(5).random((30, 784), dtype=np.float32)
+    source = fresh(s3)
+    sparktf.write_tfrecords(spark.createDataFrame(
+        [(i, images[i].tolist()) for i in range(30)], "id bigint, image array<float>"), source)
+    out = fresh(s3, "s3a")
+    code = main(["infer", "--export_dir", s3_model, "--input", source.replace("s3:", "s3n:"),
+                 "--input_mapping", '{"image": "x"}', "--output_mapping",
+                 '{"prediction": "prediction"}', "--keep_columns", "id", "--output", out,
+                 "--output_format", "tfrecord"])
+    assert code == 0, capsys.readouterr().err
+    assert "sparktf infer: 30 rows in" in capsys.readouterr().err
+    back = sorted(sparktf.read_tfrecords(spark, out).collect())
+    assert [r.id for r in back] == list(range(30))
+    assert [r.prediction for r in back] == mnist_numpy(images)[0].tolist()
+    assert not list(tmp_path.iterdir())  # nothing under a scheme-named local folder
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "message"),
+    [
+        (["--output", "s3a://{bucket}/pred"], 1,
+         "--output s3a://{bucket}/pred: this Spark has no Hadoop connector for s3a://"),
+        (["--output", "s3:/b/pred"], 2, "--output: s3:/b/pred: malformed URL"),
+        (["--output", "mem://b/pred"], 2, "--output: mem://b/pred: unknown URL scheme 'mem'"),
+        (["--output", "x", "--export_dir", "ftp://h/m"], 2, "--export_dir: ftp://h/m: unknown"),
+    ],
+)
+def test_cli_refuses_bad_outputs_before_scoring(spark, s3: str, argv: list[str], code: int,
+                                                message: str, capsys, tmp_path: Path,
+                                                monkeypatch) -> None:
+    from sparktf.cli.main import main
+
+    monkeypatch.chdir(tmp_path)
+    base = {"--export_dir": "m", "--output": "x"}
+    flags = dict(zip(argv[::2], (a.format(bucket=s3) for a in argv[1::2])))
+    message = message.format(bucket=s3)
+    args = ["infer", "--input", "in", "--input_mapping", '{"a": "x"}', "--output_mapping",
+            '{"p": "p"}', "--output_format", "json"]
+    for flag, value in {**base, **flags}.items():
+        args += [flag, value]
+    assert main(args) == code
+    err = capsys.readouterr().err.strip().splitlines()
+    assert message in err[-1]
+    assert not list(tmp_path.iterdir())
+
+
+def test_scratch_dirs_of_killed_processes_are_removed(tmp_path: Path, monkeypatch) -> None:
+    import subprocess
+    import sys
+
+    from sparktf import scratch
+
+    monkeypatch.setenv("SPARKTF_SCRATCH_DIR", str(tmp_path))
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    left = tmp_path / f"sparktf-stage-{dead}"
+    left.mkdir()
+    (left / "tmp1234.tfrecord").write_bytes(b"staged by a worker killed with SIGKILL")
+    alive = tmp_path / f"sparktf-stage-{os.getppid()}"
+    alive.mkdir()
+    with scratch.scratch_file("stage") as path:
+        assert Path(path).parent == tmp_path / f"sparktf-stage-{os.getpid()}"
+    assert not left.exists() and alive.exists() and not os.listdir(Path(path).parent)

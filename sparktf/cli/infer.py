@@ -109,6 +109,20 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     return spark
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Every path flag parses (a malformed URL or unknown scheme is a usage error)."""
+    from sparktf import fs
+    from sparktf.errors import StorageError
+
+    for flag, values in (("--input", args.input), ("--output", [args.output]),
+                         ("--export_dir", [args.export_dir])):
+        for value in values:
+            try:
+                fs.parse(value)
+            except StorageError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+
+
 def _check_output(path: str, mode: str) -> None:
     from sparktf.errors import SparkTFError
     from sparktf.spark.commit import visible_entries
@@ -117,6 +131,33 @@ def _check_output(path: str, mode: str) -> None:
         raise SparkTFError(
             f"--output {path} already exists; choose another path or pass --mode overwrite"
         )
+
+
+def check_connector(spark: Any, url: str, output_format: str) -> None:
+    """Before any scoring: Spark's own writers (json, parquet, csv) reach a remote ``url``
+    only through the cluster's Hadoop connector for its scheme (as on EMR, Dataproc or
+    Databricks); when this Spark has none, stop with one line saying so."""
+    from sparktf import fs
+    from sparktf.errors import StorageError
+
+    location = fs.parse(url)
+    if location.is_local or output_format == "tfrecord":
+        return
+    scheme = location.written_scheme
+    try:
+        context = spark.sparkContext
+        jvm, conf = context._jvm, context._jsc.hadoopConfiguration()
+    except Exception:  # noqa: BLE001 - Spark Connect: no JVM here; Spark will say it
+        return
+    try:
+        jvm.org.apache.hadoop.fs.FileSystem.getFileSystemClass(scheme, conf)
+    except Exception as exc:  # noqa: BLE001 - Py4JJavaError from Hadoop
+        lines = str(getattr(exc, "java_exception", exc)).strip().splitlines()
+        raise StorageError(
+            f"--output {url}: this Spark has no Hadoop connector for {scheme}:// "
+            f"({lines[0] if lines else type(exc).__name__}), which --output_format "
+            f"{output_format} needs; add the connector (e.g. hadoop-aws for s3a://) or use "
+            "--output_format tfrecord, which sparktf writes itself") from None
 
 
 def _write(df: Any, args: argparse.Namespace) -> None:
@@ -140,23 +181,27 @@ def _write(df: Any, args: argparse.Namespace) -> None:
 
 
 def _count(args: argparse.Namespace) -> int:
-    """Rows written, read off the committed files (no Spark job)."""
-    from pathlib import Path
+    """Rows written, read off the committed files (no Spark job): the manifest's counts on
+    an object store, else the part files."""
+    from sparktf import fs, manifest
 
-    out = Path(args.output)
+    entries = manifest.read(args.output) if fs.is_remote(args.output) else None
+    if entries is not None and all(e.records is not None for e in entries):
+        return sum(int(e.records or 0) for e in entries)
+    parts = [fs.child(args.output, n) for n in fs.entries(args.output) if n.startswith("part-")]
     if args.output_format == "parquet":
         import pyarrow.parquet as pq
 
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet"))
+        where = [fs.parse(p) for p in parts]
+        return sum(pq.read_metadata(w.path, filesystem=w.filesystem()).num_rows for w in where)
     if args.output_format == "tfrecord":
         from sparktf.tfrecord.framing import resolve_compression, scan_records
 
-        return sum(1 for p in out.glob("part-*") for _ in scan_records(
-            str(p), resolve_compression(str(p), None)))
+        return sum(1 for p in parts for _ in scan_records(p, resolve_compression(p, None)))
     header = 1 if args.output_format == "csv" else 0
     total = 0
-    for part in out.glob("part-*"):
-        with open(part, "rb") as handle:
+    for part in parts:
+        with fs.open_input(part) as handle:
             lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
         total += max(lines - header, 0)
     return total
@@ -170,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch_size: expected a positive integer, found {args.batch_size}")
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     confs = _confs(args.conf)
+    _check_paths(args)
     _check_output(args.output, args.mode)
     started = time.perf_counter()
     from sparktf._tf import warm_up
@@ -196,6 +242,7 @@ def _infer(spark: Any, args: argparse.Namespace, input_mapping: dict[str, str],
                 if args.schema_hint else None)
     except SchemaError as exc:
         raise UsageError(f"--schema_hint: {exc}") from None
+    check_connector(spark, args.output, args.output_format)
     inputs = args.input if len(args.input) > 1 else args.input[0]
     options = {"recordType": args.record_type, "compression": args.compression}
     with reraise():

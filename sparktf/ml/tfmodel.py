@@ -56,6 +56,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from sparktf import fs
 from sparktf.errors import MappingError, ModelError, close_matches
 from sparktf.ml.fusion import fused_transform
 from sparktf.model.convert import check_kinds, shape_text, tensor_kind
@@ -196,8 +197,9 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     Parameters
     ----------
     exportDir
-        The SavedModel directory (a path every worker can read, or a local one with
-        ``shipModel=True``).
+        The SavedModel directory: a path every worker can read, a local one with
+        ``shipModel=True``, or a URL (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``) that
+        each host fetches once into its model cache (see :mod:`sparktf.model.fetch`).
     tagSet
         The meta graph's tags, comma-separated (default ``"serve"``).
     signatureDefKey
@@ -399,7 +401,8 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         plan, schema = self.plan(dataset.schema)
-        if self.getShipModel():
+        if self.getShipModel() and not fs.is_remote(plan.export_dir):
+            # (a URL needs no shipping: each worker host fetches it once, see model/fetch.py)
             archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
         if self.getOrDefault(self.fuseScan):
