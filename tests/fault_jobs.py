@@ -9,6 +9,7 @@ daemon, ``tests/fault_daemon.py``, which wraps the model's batch function in eve
 Usage::
 
     python tests/fault_jobs.py local WORKDIR
+    python tests/fault_jobs.py s3 WORKDIR URL
     python tests/fault_jobs.py standalone WORKDIR MASTER_URL PID_DIR
 """
 
@@ -203,6 +204,27 @@ def run_local(work: Path) -> dict[str, Any]:
     return report
 
 
+def run_s3(work: Path, url: str) -> dict[str, Any]:
+    """The write faults of ``run_local`` on an object store (the manifest commit protocol):
+    a task that raises and a worker killed mid-write, on their first attempt, into
+    ``URL/once``; a task killed on every attempt into ``URL/fresh``."""
+    import sparktf
+
+    spark = local_session()
+    markers = str(work / "markers")
+    os.makedirs(markers, exist_ok=True)
+    report: dict[str, Any] = {}
+    faults = {FAULTY: "raise", KILLED: "kill"}
+    df = rows_to_write(spark, fault(faults, markers, "once"))
+    report["once"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/once"))
+    df = rows_to_write(spark, fault({FAULTY: "kill"}, markers, "fresh", always=True))
+    report["fresh"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/fresh"))
+    time.sleep(1)
+    report["faults"] = {p.stem: json.loads(p.read_text()) for p in sorted(Path(markers).iterdir())}
+    spark.stop()
+    return report
+
+
 @contextmanager
 def inference_faults(spark: Any, spec: dict[str, Any]) -> Iterator[None]:
     """Ask ``tests/fault_daemon.py`` for the faults of ``spec`` in the jobs run inside."""
@@ -370,7 +392,10 @@ def main(argv: list[str]) -> int:
     mode, work = argv[0], Path(argv[1])
     work.mkdir(parents=True, exist_ok=True)
     try:
-        report = run_local(work) if mode == "local" else run_standalone(work, *argv[2:4])
+        if mode == "s3":
+            report = run_s3(work, argv[2])
+        else:
+            report = run_local(work) if mode == "local" else run_standalone(work, *argv[2:4])
     except Exception:
         report = {"crashed": traceback.format_exc()}
     report["total-seconds"] = round(time.time() - began, 1)

@@ -392,3 +392,36 @@ def test_scratch_dirs_of_killed_processes_are_removed(tmp_path: Path, monkeypatc
     with scratch.scratch_file("stage") as path:
         assert Path(path).parent == tmp_path / f"sparktf-stage-{os.getpid()}"
     assert not left.exists() and alive.exists() and not os.listdir(Path(path).parent)
+
+
+def test_retried_and_killed_tasks_write_each_row_once_on_s3(s3: str, tmp_path: Path) -> None:
+    """Through Spark's own retries (``local[2,4]``, in a subprocess as in test_faults): a
+    task that raises and a worker SIGKILLed mid-write are retried, and the committed output
+    holds every row exactly once, with one file per partition and nothing else; a job whose
+    task is killed on every attempt leaves no object at all, and the killed workers' scratch
+    files are removed by the workers after them."""
+    from tests.fault_jobs import FAULTY, KILLED, PARTITIONS
+    from tests.test_faults import EXPECTED, rows_in, run_jobs
+
+    url = fresh(s3)
+    os.environ["SPARKTF_SCRATCH_DIR"] = str(tmp_path / "scratch")  # the job's workers inherit it
+    (tmp_path / "scratch").mkdir()
+    try:
+        report = run_jobs("s3", str(tmp_path / "work"), url, timeout=300)
+    finally:
+        del os.environ["SPARKTF_SCRATCH_DIR"]
+    assert report["once"]["ok"], report["once"]
+    entries = manifest.read(f"{url}/once")
+    assert len(entries) == PARTITIONS and sum(e.records for e in entries) == EXPECTED["n"]
+    attempts = {int(e.name.split("-")[1]): e.name.rsplit("-a", 1)[1].split(".")[0]
+                for e in entries}
+    assert attempts[FAULTY] != "0" and attempts[KILLED] != "0", attempts
+    assert fs.entries(f"{url}/once") == ["_SUCCESS", *sorted(e.name for e in entries)]
+    ids, _ = rows_in(f"{url}/once")
+    assert (len(ids), int(ids.sum()), int((ids * ids).sum())) == (
+        EXPECTED["n"], EXPECTED["s"], EXPECTED["q"])
+    assert not report["fresh"]["ok"]
+    assert not [k for k in s3server.keys(s3) if k.startswith(url.split("/", 3)[3] + "/fresh")]
+    killed = [f["pid"] for f in report["faults"].values() if f["kind"] == "kill"]
+    assert killed and not [p for p in (tmp_path / "scratch").iterdir()
+                           if p.name.endswith(tuple(f"-{pid}" for pid in killed))]
