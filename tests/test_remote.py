@@ -190,10 +190,17 @@ def test_failed_write_leaves_nothing_and_keeps_old_output(spark, s3: str) -> Non
     assert s3server.keys(s3) == before  # no object, no _SUCCESS, no directory marker
     out = fresh(s3)
     sparktf.write_tfrecords(frame_of(spark, 10), out)
-    old = {k: fs.size(f"s3://{s3}/{k}") for k in s3server.keys(s3) if k not in before}
+    def objects() -> dict[str, int]:
+        return {k: fs.size(f"s3://{s3}/{k}") for k in s3server.keys(s3)
+                if k not in before and not k.endswith("/")}
+
+    old = objects()
     with pytest.raises(Exception, match="injected failure"):
         sparktf.write_tfrecords(failing, out, mode="overwrite")
-    assert {k: fs.size(f"s3://{s3}/{k}") for k in s3server.keys(s3) if k not in before} == old
+    assert objects() == old
+    # besides, at most the marker of the output directory itself (pyarrow's deletes recreate
+    # it: apache/arrow#36275), which the directory already is
+    assert set(s3server.keys(s3)) - set(before) - set(old) <= {out.split("/", 3)[3] + "/"}
     assert sparktf.read_tfrecords(spark, out).count() == 10
 
 
@@ -422,6 +429,5 @@ def test_retried_and_killed_tasks_write_each_row_once_on_s3(s3: str, tmp_path: P
         EXPECTED["n"], EXPECTED["s"], EXPECTED["q"])
     assert not report["fresh"]["ok"]
     assert not [k for k in s3server.keys(s3) if k.startswith(url.split("/", 3)[3] + "/fresh")]
-    killed = [f["pid"] for f in report["faults"].values() if f["kind"] == "kill"]
-    assert killed and not [p for p in (tmp_path / "scratch").iterdir()
-                           if p.name.endswith(tuple(f"-{pid}" for pid in killed))]
+    assert [f["kind"] for f in report["faults"].values()].count("kill") == 5  # 1 + 4 attempts
+    assert not [p for p in (tmp_path / "scratch").rglob("*") if p.is_file()]

@@ -163,7 +163,7 @@ class TFRecordWriter(DataSourceArrowWriter):
         self.job = uuid.uuid4().hex[:12]
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
         if self.remote:
-            objcommit.start_job(self.path)
+            objcommit.start_job(self.path, self.job)  # tasks upload only while it is open
         else:
             commit.start_job(self.path, self.job)  # tasks stage only while this exists
 
@@ -211,8 +211,8 @@ class TFRecordWriter(DataSourceArrowWriter):
                         count += batch.num_rows
             if count == 0:
                 return commit.TaskCommit(staged=None, final=None, records=0)
-            target = fs.child(self.path, name)
-            size = fs.upload(local, target)
+            size = objcommit.upload(local, self.path, self.job, name)
+        target = fs.child(self.path, name)
         return commit.TaskCommit(staged=target, final=name, records=count, size=size)
 
     def commit(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]

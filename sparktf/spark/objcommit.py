@@ -16,8 +16,12 @@ protocol (:mod:`sparktf.spark.commit`) does not carry over. Instead:
 - an aborted job deletes every object of the job and leaves ``<out>`` as it was: no
   ``_SUCCESS`` is written, the old files and old manifest are untouched.
 
-Readers trust the manifest, so objects of a zombie attempt that uploads after the commit are
-never read (and the next overwrite removes them).
+While the job runs, the empty object ``<out>/_sparktf-job-<job>`` marks it open; commit and
+abort delete it before they list the job's objects. A task attempt uploads only while it is
+there and looks again after its upload, deleting its object when the job has closed in the
+meantime: an attempt that outlives its job (the writer of a task whose input worker was
+killed carries on with a cut-short input) leaves nothing behind. Readers trust the manifest,
+so no such object is ever read in any case.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sparktf import fs, manifest
-from sparktf.errors import TFRecordError
+from sparktf.errors import StorageError, TFRecordError
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,39 @@ def _of_job(name: str, job: str) -> bool:
     return name.startswith("part-") and f"-{job}-a" in name and "/" not in name
 
 
-def start_job(out: str) -> None:
-    """Check ``out`` on the driver before any task runs: not an existing file, the bucket
-    reachable (an unknown bucket fails here, not in every task)."""
+def job_mark(out: str, job: str) -> str:
+    """The object that marks the job open."""
+    return fs.child(out, f"_sparktf-job-{job}")
+
+
+def start_job(out: str, job: str) -> None:
+    """On the driver before any task runs: ``out`` is not a file and is writable (an
+    unknown bucket fails here, not in every task); the job is marked open."""
     import pyarrow.fs as pafs
 
     try:
         found = fs.info(out)
-    except Exception as exc:  # StorageError, or pyarrow's OSError for a missing bucket
+        if found.type == pafs.FileType.File:
+            raise TFRecordError(f"output path {out} exists and is not a directory")
+        with fs.open_output(job_mark(out, job)):
+            pass
+    except (OSError, StorageError) as exc:  # a missing bucket, no permission ...
         raise TFRecordError(f"output path {out} is not writable: {exc}") from None
-    if found.type == pafs.FileType.File:
-        raise TFRecordError(f"output path {out} exists and is not a directory")
+
+
+def upload(local: str, out: str, job: str, name: str) -> int:
+    """Upload a task attempt's finished file to ``<out>/<name>`` while the job is open;
+    returns its size."""
+    target = fs.child(out, name)
+    if not fs.exists(job_mark(out, job)):
+        raise TFRecordError(f"output path {out}: job {job} has already been committed or "
+                            f"aborted; this task attempt ({name}) writes nothing")
+    size = fs.upload(local, target)
+    if not fs.exists(job_mark(out, job)):  # closed during the upload: take it back
+        fs.delete([target])
+        raise TFRecordError(f"output path {out}: job {job} was committed or aborted while "
+                            f"this task attempt uploaded {name}; removed it")
+    return size
 
 
 def commit_job(out: str, job: str, messages: Sequence[Any], *, overwrite: bool) -> int:
@@ -81,6 +107,8 @@ def commit_job(out: str, job: str, messages: Sequence[Any], *, overwrite: bool) 
                         if not any(fs.is_hidden(p) for p in n.split("/")) and not _of_job(n, job)]
         kept = [e for e in previous if e.name in present]
     manifest.write(out, kept + entries, job=job)
+    fs.delete([job_mark(out, job)])
+    present = {name: item.size for name, item in fs.walk(out)}  # what late attempts added
     listed = {e.name for e in kept + entries} | {manifest.SUCCESS}
     doomed = [n for n in present if n not in listed and (overwrite or _of_job(n, job))]
     fs.delete(fs.child(out, n) for n in doomed)
@@ -93,9 +121,10 @@ def commit_job(out: str, job: str, messages: Sequence[Any], *, overwrite: bool) 
 def abort_job(out: str, job: str) -> None:
     """Delete every object of the job; when nothing else is in ``out``, remove it whole
     (with any directory marker the deletions left)."""
+    fs.delete([job_mark(out, job)])
     present = [name for name, _ in fs.walk(out)]
     ours = [n for n in present if _of_job(n, job)]
-    if ours and len(ours) == len(present):
+    if len(ours) == len(present):  # a fresh output: nothing of anyone else's in it
         fs.delete_tree(out)
     else:
         fs.delete(fs.child(out, n) for n in ours)
