@@ -431,3 +431,38 @@ def test_retried_and_killed_tasks_write_each_row_once_on_s3(s3: str, tmp_path: P
     assert not [k for k in s3server.keys(s3) if k.startswith(url.split("/", 3)[3] + "/fresh")]
     assert [f["kind"] for f in report["faults"].values()].count("kill") == 5  # 1 + 4 attempts
     assert not [p for p in (tmp_path / "scratch").rglob("*") if p.is_file()]
+
+
+def test_export_from_and_to_s3(s3: str, tmp_path: Path, model_cache: Path, capsys) -> None:
+    """``sparktf export`` reads a checkpoint from a URL and writes the SavedModel to one,
+    refusing an existing one without --overwrite; the model then runs from the URL."""
+    import numpy as np
+
+    from sparktf.cli.main import main
+    from sparktf.model.fetch import local_copy
+    from tests.models import run_plain
+    from tests.test_export import SIGNATURES, Checkpoint
+
+    ckpt = Checkpoint(tmp_path / "ckpt")
+    base = fresh(s3, "s3a")
+    upload_tree(ckpt.dir, f"{base}/ckpt")
+    assert main(["export", "--model_dir", f"{base}/ckpt", "--show"]) == 0
+    shown = dict(line.split() for line in capsys.readouterr().out.splitlines())
+    assert shown["Relu"] == "Relu" and shown["x"] == "Placeholder"
+    argv = ["export", "--model_dir", f"{base}/ckpt", "--export_dir", f"{base}/export",
+            "--signatures", json.dumps(SIGNATURES)]
+    assert main(argv) == 0
+    pred = run_plain(Path(local_copy(f"{base}/export")), {"x:0": ckpt.x}, ["prediction:0"])[0]
+    np.testing.assert_array_equal(pred, ckpt.logits().argmax(1))
+    assert main(argv) == 1
+    assert f"export directory '{base}/export' already exists" in capsys.readouterr().err
+    assert main([*argv, "--overwrite"]) == 0
+    assert main(["export", "--model_dir", f"{base}/none", "--show"]) == 1
+    assert f"checkpoint directory '{base}/none' does not exist" in capsys.readouterr().err
+    assert not list(Path(tempfile_dir()).glob("sparktf-export-*"))
+
+
+def tempfile_dir() -> str:
+    import tempfile
+
+    return tempfile.gettempdir()
