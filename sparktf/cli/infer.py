@@ -133,6 +133,9 @@ def _check_output(path: str, mode: str) -> None:
         )
 
 
+_OWN_WRITERS = ("tfrecord", "parquet")  # formats sparktf itself writes to a URL
+
+
 def check_connector(spark: Any, url: str, output_format: str) -> None:
     """Before any scoring: Spark's own writers (json, parquet, csv) reach a remote ``url``
     only through the cluster's Hadoop connector for its scheme (as on EMR, Dataproc or
@@ -141,7 +144,7 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
     from sparktf.errors import StorageError
 
     location = fs.parse(url)
-    if location.is_local or output_format == "tfrecord":
+    if location.is_local or output_format in _OWN_WRITERS:
         return
     scheme = location.written_scheme
     try:
@@ -157,7 +160,7 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
             f"--output {url}: this Spark has no Hadoop connector for {scheme}:// "
             f"({lines[0] if lines else type(exc).__name__}), which --output_format "
             f"{output_format} needs; add the connector (e.g. hadoop-aws for s3a://) or use "
-            "--output_format tfrecord, which sparktf writes itself") from None
+            "--output_format tfrecord or parquet, which sparktf writes itself") from None
 
 
 def _write(df: Any, args: argparse.Namespace) -> None:
@@ -165,6 +168,13 @@ def _write(df: Any, args: argparse.Namespace) -> None:
 
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode)
+        return
+    from sparktf import fs
+
+    if args.output_format == "parquet" and fs.is_remote(args.output):
+        from sparktf.spark.parquet_out import write_parquet
+
+        write_parquet(df, args.output, overwrite=args.mode == "overwrite")
         return
     if args.output_format == "csv":
         from pyspark.sql import functions as F
