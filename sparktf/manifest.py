@@ -5,7 +5,8 @@ directory holds ``_SUCCESS`` as JSON naming exactly the data files of the output
 sizes and record counts. Readers trust it: they read the files it lists and nothing else
 (objects of failed or losing task attempts may still be there for a moment), and a listed
 file that is missing or of another size is an error. An empty ``_SUCCESS`` (the local
-protocol's, or Spark's) is no manifest: the directory is listed as usual.
+protocol's, or Spark's) or another writer's (Hadoop's S3A committers write JSON of their own)
+is no manifest: the directory is listed as usual.
 
 Examples
 --------
@@ -64,7 +65,15 @@ def read(directory: str) -> list[Entry] | None:
         if "does not exist" in str(exc) or "No such" in str(exc):
             return None
         raise StorageError(f"{url}: cannot read: {exc}") from None
-    return loads(text, url) if text.strip() else None
+    if not text.strip():
+        return None
+    try:
+        foreign = json.loads(text).get("format") != FORMAT
+    except (ValueError, AttributeError):
+        foreign = True
+    if foreign:  # another writer's _SUCCESS (Hadoop's S3A committers write JSON too)
+        return None
+    return loads(text, url)
 
 
 def write(directory: str, entries: list[Entry], *, job: str) -> None:

@@ -8,8 +8,7 @@ daemon, ``tests/fault_daemon.py``, which wraps the model's batch function in eve
 
 Usage::
 
-    python tests/fault_jobs.py local WORKDIR
-    python tests/fault_jobs.py s3 WORKDIR URL
+    python tests/fault_jobs.py local WORKDIR [S3_URL]
     python tests/fault_jobs.py standalone WORKDIR MASTER_URL PID_DIR
 """
 
@@ -144,7 +143,7 @@ def local_session() -> Any:
     return spark
 
 
-def run_local(work: Path) -> dict[str, Any]:
+def run_local(work: Path, s3_url: str | None = None) -> dict[str, Any]:
     import sparktf
 
     spark = local_session()
@@ -197,6 +196,8 @@ def run_local(work: Path) -> dict[str, Any]:
                       "after": FAULT_AFTER, "staged_under": str(work / tag)}
         with inference_faults(spark, fault_spec):
             write(tag, model.transform(df), tag)
+    if s3_url:
+        report.update(s3_jobs(spark, markers, s3_url))
     time.sleep(1)  # let the Python workers of failed attempts finish, then look
     report["keep-after"] = snapshot(work / "keep")
     report["faults"] = {p.stem: json.loads(p.read_text()) for p in sorted(Path(markers).iterdir())}
@@ -204,24 +205,17 @@ def run_local(work: Path) -> dict[str, Any]:
     return report
 
 
-def run_s3(work: Path, url: str) -> dict[str, Any]:
-    """The write faults of ``run_local`` on an object store (the manifest commit protocol):
-    a task that raises and a worker killed mid-write, on their first attempt, into
-    ``URL/once``; a task killed on every attempt into ``URL/fresh``."""
+def s3_jobs(spark: Any, markers: str, url: str) -> dict[str, Any]:
+    """The write faults above on an object store (the manifest commit protocol): a task that
+    raises and a worker killed mid-write, on their first attempt, into ``URL/once``; a task
+    killed on every attempt into ``URL/fresh``."""
     import sparktf
 
-    spark = local_session()
-    markers = str(work / "markers")
-    os.makedirs(markers, exist_ok=True)
-    report: dict[str, Any] = {}
-    faults = {FAULTY: "raise", KILLED: "kill"}
-    df = rows_to_write(spark, fault(faults, markers, "once"))
-    report["once"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/once"))
-    df = rows_to_write(spark, fault({FAULTY: "kill"}, markers, "fresh", always=True))
-    report["fresh"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/fresh"))
-    time.sleep(1)
-    report["faults"] = {p.stem: json.loads(p.read_text()) for p in sorted(Path(markers).iterdir())}
-    spark.stop()
+    report: dict[str, Any] = {"s3-url": url}
+    df = rows_to_write(spark, fault({FAULTY: "raise", KILLED: "kill"}, markers, "s3once"))
+    report["s3-once"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/once"))
+    df = rows_to_write(spark, fault({FAULTY: "kill"}, markers, "s3fresh", always=True))
+    report["s3-fresh"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/fresh"))
     return report
 
 
@@ -392,10 +386,10 @@ def main(argv: list[str]) -> int:
     mode, work = argv[0], Path(argv[1])
     work.mkdir(parents=True, exist_ok=True)
     try:
-        if mode == "s3":
-            report = run_s3(work, argv[2])
+        if mode == "local":
+            report = run_local(work, *argv[2:3])
         else:
-            report = run_local(work) if mode == "local" else run_standalone(work, *argv[2:4])
+            report = run_standalone(work, *argv[2:4])
     except Exception:
         report = {"crashed": traceback.format_exc()}
     report["total-seconds"] = round(time.time() - began, 1)
