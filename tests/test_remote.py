@@ -467,3 +467,26 @@ def test_only_a_sparktf_manifest_narrows_a_listing(s3: str, success: bytes | Non
         manifest.write(out, [manifest.Entry("a.tfrecord", 3, 1)], job="j")
         with pytest.raises(StorageError, match="a.tfrecord: the manifest says 3 bytes, found 2"):
             list_data_files(out)
+
+
+def test_two_processes_fetch_a_model_once(s3: str, mnist_export: Path, tmp_path: Path) -> None:
+    """Two processes of one host asking for the same remote model at once: one downloads
+    (under the entry's flock), the other waits and loads the same complete copy."""
+    import subprocess
+    import sys
+
+    url = upload_tree(mnist_export, f"{fresh(s3)}/m")
+    code = ("import logging, sys; logging.basicConfig(level=logging.INFO); "
+            "from sparktf.model.fetch import local_copy; print(local_copy(sys.argv[1]))")
+    env = dict(os.environ, SPARKTF_MODEL_CACHE_DIR=str(tmp_path / "cache"),
+               PYTHONPATH=str(Path(__file__).resolve().parent.parent))
+    procs = [subprocess.Popen([sys.executable, "-c", code, url], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    results = [p.communicate(timeout=120) for p in procs]
+    assert all(p.returncode == 0 for p in procs), results
+    assert results[0][0] == results[1][0]
+    assert sum(err.count("fetching SavedModel") for _, err in results) == 1, results
+    copy = Path(results[0][0].strip())
+    assert (copy / "saved_model.pb").read_bytes() == (mnist_export / "saved_model.pb").read_bytes()
+    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [copy.name,
+                                                                       f"{copy.name}.lock"]

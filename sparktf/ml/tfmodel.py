@@ -175,7 +175,7 @@ def ship_model(spark_context: Any, export_dir: str) -> str:
     once per executor. The zip lives in a ``tempfile`` directory removed when the driver
     exits. A rewritten model gets a new name, so it is shipped again.
     """
-    real = os.path.realpath(export_dir)
+    real = os.path.realpath(fs.local_path(export_dir))
     digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
     name = f"sparktf-model-{digest}.zip"
     key = (spark_context.applicationId, name)
