@@ -221,6 +221,22 @@ def info(url: str) -> Any:
         raise StorageError(f"{loc.url}: {_first_line(exc)}") from None
 
 
+def check_container(url: str) -> None:
+    """Raise :class:`StorageError` when the bucket or container of ``url`` does not exist
+    (or these credentials cannot see it): before a write, where S3 would only say so when
+    the first upload fails."""
+    import pyarrow.fs as pafs
+
+    loc = parse(url)
+    if loc.scheme not in _NEEDS_AUTHORITY:
+        return
+    root = loc.path.split("/", 1)[0]
+    if info(url_of(loc, root)).type == pafs.FileType.NotFound:
+        kind = "container" if loc.scheme == "abfs" else "bucket"
+        raise StorageError(f"{loc.url}: the {kind} {root!r} does not exist (or these "
+                           "credentials cannot see it)")
+
+
 def exists(url: str) -> bool:
     """Whether a file or directory is at ``url``."""
     import pyarrow.fs as pafs

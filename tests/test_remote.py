@@ -490,3 +490,14 @@ def test_two_processes_fetch_a_model_once(s3: str, mnist_export: Path, tmp_path:
     assert (copy / "saved_model.pb").read_bytes() == (mnist_export / "saved_model.pb").read_bytes()
     assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == [copy.name,
                                                                        f"{copy.name}.lock"]
+
+
+def test_missing_bucket_is_one_clear_error_without_secrets(spark, s3: str) -> None:
+    url = "s3://no-such-bucket-sparktf/out"
+    with pytest.raises(StorageError) as caught:
+        sparktf.write_tfrecords(frame_of(spark, 3), url)
+    message = str(caught.value)
+    assert message.startswith(url) and "bucket" in message.lower(), message
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in message
+    with pytest.raises(StorageError, match=f"^{url}"):
+        list_data_files(url)

@@ -209,6 +209,8 @@ def write_tfrecords(
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
     location = fs.parse(path)  # a malformed URL or unknown scheme fails before any job
     target = location.url if not location.is_local else fs.local_path(path)
+    if not location.is_local:
+        fs.check_container(target)
     existing = commit.visible_entries(target)
     if existing and mode in ("errorifexists", "error"):
         raise TFRecordError(

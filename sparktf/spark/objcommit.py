@@ -62,6 +62,7 @@ def start_job(out: str, job: str) -> None:
     import pyarrow.fs as pafs
 
     try:
+        fs.check_container(out)
         found = fs.info(out)
         if found.type == pafs.FileType.File:
             raise TFRecordError(f"output path {out} exists and is not a directory")

@@ -89,6 +89,8 @@ def list_data_files(paths: str | Iterable[str]) -> list[str]:
         entries = None if glob.has_magic(path) else manifest.read(path)
         files = manifest.files(path, entries) if entries is not None else fs.expand(path)
         if not files:
+            if fs.is_remote(path):
+                fs.check_container(path)  # a missing bucket says so
             empty = entries is not None or (not glob.has_magic(path) and fs.exists(path))
             what = ("holds no data files (names starting with '_' or '.' are skipped)" if empty
                     else "matches nothing")
