@@ -66,10 +66,6 @@ class Location:
         """The (cached) ``pyarrow.fs.FileSystem`` of this location's store."""
         return _filesystem(self.scheme, self.authority)
 
-    def child(self, name: str) -> Location:
-        """The location of ``name`` (a relative path) inside this one."""
-        return parse(child(self.url, name))
-
     def __str__(self) -> str:
         return self.url
 
