@@ -1,7 +1,7 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
 Usage: python bench/run.py [--quick] [--spark-defaults]
-                          [--only io,transform,e2e,small,memory,tfos]
+                          [--only io,transform,e2e,small,memory,tfos,remote]
 
 Figures are records/s; "ratio" compares each row with the first row of its group (the
 baseline), measured side by side in the same run on the same data.
@@ -23,7 +23,7 @@ import model_bench  # noqa: E402
 import small  # noqa: E402
 import tfrecord_io  # noqa: E402
 
-GROUPS = ("io", "transform", "e2e", "small", "memory", "tfos")
+GROUPS = ("io", "transform", "e2e", "small", "memory", "tfos", "remote")
 
 
 def table(rows: list[dict]) -> str:
@@ -63,6 +63,31 @@ def main() -> None:
         os.environ["SPARKTF_BENCH_SPARK_DEFAULTS"] = "1"
     args.work.mkdir(parents=True, exist_ok=True)
     start, rows, summary = time.time(), [], {}
+    server = None
+    if "remote" in only:  # before any Spark session: its workers inherit the endpoint
+        import remote_io
+
+        server = remote_io.start_server(args.work)
+    try:
+        rows, summary = _groups(args, only, scale, rounds)
+    finally:
+        if server is not None:
+            from tests import s3server
+
+            s3server.stop(server)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
+          f"{platform.python_version()}; total {time.time() - start:.0f} s")
+    print(table(rows))
+    if summary:
+        print("end-to-end:", json.dumps(summary, indent=1))
+    (args.work / "results.json").write_text(json.dumps({"rows": rows, "e2e": summary},
+                                                       indent=2))
+
+
+def _groups(args: argparse.Namespace, only: set[str], scale: int,
+            rounds: int) -> tuple[list[dict], dict]:
+    rows: list[dict] = []
+    summary: dict = {}
     if "io" in only:
         rows += tfrecord_io.run(args.work, 1_000_000 // scale, 100_000 // scale, 10, rounds)
         rows += tfrecord_io.memory(args.work, 100_000 // scale)
@@ -77,13 +102,11 @@ def main() -> None:
         rows += model_bench.tfos(args.work, 20_000 // scale)
     if "memory" in only:
         rows += model_bench.memory(args.work, 100_000 // scale)
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
-          f"{platform.python_version()}; total {time.time() - start:.0f} s")
-    print(table(rows))
-    if summary:
-        print("end-to-end:", json.dumps(summary, indent=1))
-    (args.work / "results.json").write_text(json.dumps({"rows": rows, "e2e": summary},
-                                                       indent=2))
+    if "remote" in only:
+        import remote_io
+
+        rows += remote_io.run(args.work, 100_000 // scale, rounds)
+    return rows, summary
 
 
 if __name__ == "__main__":

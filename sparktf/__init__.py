@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sparktf.errors import MappingError, ModelError, SchemaError, SparkTFError, TFRecordError
+from sparktf.errors import (
+    MappingError,
+    ModelError,
+    SchemaError,
+    SparkTFError,
+    StorageError,
+    TFRecordError,
+)
 
 __version__ = "0.1.0"
 
@@ -31,6 +38,7 @@ __all__ = [
     "SchemaError",
     "ModelError",
     "MappingError",
+    "StorageError",
 ]
 
 _LAZY = {

@@ -21,6 +21,7 @@ __all__ = [
     "SchemaError",
     "ModelError",
     "MappingError",
+    "StorageError",
     "close_matches",
 ]
 
@@ -64,3 +65,7 @@ def close_matches(name: str, candidates: Iterable[str], *, n: int = 5) -> str:
     shown = ", ".join(repr(c) for c in pool[:20])
     more = f" and {len(pool) - 20} more" if len(pool) > 20 else ""
     return f"known: {shown}{more}" if pool else "there are none"
+
+
+class StorageError(SparkTFError):
+    """A path or URL is malformed, names an unknown scheme, or its store cannot be reached."""

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests import s3server
+
 DATA = Path(__file__).parent / "data"
+S3_ENDPOINT = s3server.configure()  # before any Spark session: workers inherit it
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A moto S3 server on 127.0.0.1 for the session, with a fresh bucket; the bucket name.
+    The endpoint and dummy credentials are in ``os.environ`` (see tests/s3server.py)."""
+    log = tmp_path_factory.mktemp("moto") / "moto.log"
+    proc = s3server.start(S3_ENDPOINT, log)
+    try:
+        yield s3server.make_bucket("sparktf-test")
+    finally:
+        s3server.stop(proc)
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ daemon, ``tests/fault_daemon.py``, which wraps the model's batch function in eve
 
 Usage::
 
-    python tests/fault_jobs.py local WORKDIR
+    python tests/fault_jobs.py local WORKDIR [S3_URL]
     python tests/fault_jobs.py standalone WORKDIR MASTER_URL PID_DIR
 """
 
@@ -143,7 +143,7 @@ def local_session() -> Any:
     return spark
 
 
-def run_local(work: Path) -> dict[str, Any]:
+def run_local(work: Path, s3_url: str | None = None) -> dict[str, Any]:
     import sparktf
 
     spark = local_session()
@@ -196,10 +196,26 @@ def run_local(work: Path) -> dict[str, Any]:
                       "after": FAULT_AFTER, "staged_under": str(work / tag)}
         with inference_faults(spark, fault_spec):
             write(tag, model.transform(df), tag)
+    if s3_url:
+        report.update(s3_jobs(spark, markers, s3_url))
     time.sleep(1)  # let the Python workers of failed attempts finish, then look
     report["keep-after"] = snapshot(work / "keep")
     report["faults"] = {p.stem: json.loads(p.read_text()) for p in sorted(Path(markers).iterdir())}
     spark.stop()
+    return report
+
+
+def s3_jobs(spark: Any, markers: str, url: str) -> dict[str, Any]:
+    """The write faults above on an object store (the manifest commit protocol): a task that
+    raises and a worker killed mid-write, on their first attempt, into ``URL/once``; a task
+    killed on every attempt into ``URL/fresh``."""
+    import sparktf
+
+    report: dict[str, Any] = {"s3-url": url}
+    df = rows_to_write(spark, fault({FAULTY: "raise", KILLED: "kill"}, markers, "s3once"))
+    report["s3-once"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/once"))
+    df = rows_to_write(spark, fault({FAULTY: "kill"}, markers, "s3fresh", always=True))
+    report["s3-fresh"] = outcome(lambda: sparktf.write_tfrecords(df, f"{url}/fresh"))
     return report
 
 
@@ -370,7 +386,10 @@ def main(argv: list[str]) -> int:
     mode, work = argv[0], Path(argv[1])
     work.mkdir(parents=True, exist_ok=True)
     try:
-        report = run_local(work) if mode == "local" else run_standalone(work, *argv[2:4])
+        if mode == "local":
+            report = run_local(work, *argv[2:3])
+        else:
+            report = run_standalone(work, *argv[2:4])
     except Exception:
         report = {"crashed": traceback.format_exc()}
     report["total-seconds"] = round(time.time() - began, 1)

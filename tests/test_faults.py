@@ -56,9 +56,17 @@ def run_jobs(*args: str, timeout: int) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def local_jobs(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+def local_jobs(tmp_path_factory: pytest.TempPathFactory,
+               s3: str) -> tuple[dict[str, Any], Path]:
+    """The fault jobs, with the S3 ones (``s3_jobs``) into the moto bucket; the job's workers
+    stage in ``<work>/scratch`` (``SPARKTF_SCRATCH_DIR``), checked to be left empty."""
     work = tmp_path_factory.mktemp("faults")
-    return run_jobs("local", str(work), timeout=420), work
+    (work / "scratch").mkdir()
+    os.environ["SPARKTF_SCRATCH_DIR"] = str(work / "scratch")
+    try:
+        return run_jobs("local", str(work), f"s3://{s3}/faults-{work.name}", timeout=420), work
+    finally:
+        del os.environ["SPARKTF_SCRATCH_DIR"]
 
 
 def rows_in(out: Path, schema: StructType = SCHEMA) -> tuple[np.ndarray, list[list[Any]]]:
@@ -249,3 +257,30 @@ def test_standalone_worker_killed_mid_write(tmp_path: Path) -> None:
     assert list(report["alive"].values()).count(True) == 1  # the other worker carried on
     assert report["write"]["ok"], report["write"]
     assert_exact_output(tmp_path / "job" / "out")
+
+
+def test_s3_write_faults_commit_each_row_once(local_jobs) -> None:
+    """On S3 (the manifest protocol, no renames): a task that raised and a worker SIGKILLed
+    mid-write are retried, and the output holds every row exactly once in one file per
+    partition and nothing else; a job whose task is killed on every attempt leaves no object
+    under its path; the killed workers' scratch files are gone."""
+    from sparktf import fs, manifest
+    from tests import s3server
+
+    report, work = local_jobs
+    url = report["s3-url"]
+    assert report["s3-once"]["ok"], report["s3-once"]
+    assert {k for k in report["faults"] if k.startswith("s3once")} == {
+        "s3once-raise-0", "s3once-kill-0"}
+    entries = manifest.read(f"{url}/once")
+    assert len(entries) == PARTITIONS and sum(e.records for e in entries) == ROWS
+    attempt = {int(e.name.split("-")[1]): e.name.rsplit("-a", 1)[1] for e in entries}
+    assert attempt[FAULTY].startswith("1.") and attempt[KILLED].startswith("1."), attempt
+    assert fs.entries(f"{url}/once") == ["_SUCCESS", *sorted(e.name for e in entries)]
+    ids, _ = rows_in(f"{url}/once")
+    assert (np.sort(ids) == np.arange(ROWS)).all(), "ids lost or duplicated"
+    assert not report["s3-fresh"]["ok"]
+    assert [f"s3fresh-kill-{i}" in report["faults"] for i in range(5)] == [True] * 4 + [False]
+    bucket, prefix = url[len("s3://"):].split("/", 1)
+    assert not [k for k in s3server.keys(bucket) if k.startswith(f"{prefix}/fresh")]
+    assert not [p for p in (work / "scratch").rglob("*") if p.is_file()]

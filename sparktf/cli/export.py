@@ -84,6 +84,15 @@ def _check_args(args: argparse.Namespace) -> dict[str, Any]:
 
     if not args.show and not args.export_dir:
         raise UsageError("nothing to do: give --show, or --export_dir with --signatures")
+    from sparktf import fs
+    from sparktf.errors import StorageError
+
+    for flag, value in (("--model_dir", args.model_dir), ("--export_dir", args.export_dir)):
+        try:
+            if value:
+                fs.parse(value)
+        except StorageError as exc:
+            raise UsageError(f"{flag}: {exc}") from None
     if args.signatures is not None and not args.export_dir:
         raise UsageError("--signatures: only used with --export_dir")
     if not args.export_dir:

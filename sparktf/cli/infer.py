@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import threading
 import time
@@ -129,12 +130,61 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     return spark
 
 
+def _check_paths(args: argparse.Namespace) -> None:
+    """Every path flag parses (a malformed URL or unknown scheme is a usage error)."""
+    from sparktf import fs
+    from sparktf.errors import StorageError
+
+    for flag, values in (("--input", args.input), ("--output", [args.output]),
+                         ("--export_dir", [args.export_dir])):
+        for value in values:
+            try:
+                fs.parse(value)
+            except StorageError as exc:
+                raise UsageError(f"{flag}: {exc}") from None
+
+
+_OWN_WRITERS = ("tfrecord", "parquet")  # formats sparktf itself writes to a URL
+_NO_FILESYSTEM = re.compile(r"No FileSystem for scheme \S+|UnsupportedFileSystemException"
+                            r"|Class \S+FileSystem not found")
+
+
+def check_connector(spark: Any, url: str, output_format: str) -> None:
+    """Before any scoring: Spark's own writers (json, csv) reach a remote ``url`` only
+    through the cluster's Hadoop connector for its scheme (as on EMR, Dataproc or
+    Databricks); when this Spark has none, stop with one line saying so. Spark resolves
+    ``url`` (analysis only, no job), with public API on any kind of session."""
+    from sparktf import fs
+    from sparktf.errors import StorageError
+
+    location = fs.parse(url)
+    if location.is_local or output_format in _OWN_WRITERS:
+        return
+    try:
+        spark.read.format("text").load(url).schema  # noqa: B018 - resolves the filesystem
+    except Exception as exc:  # noqa: BLE001 - Spark's AnalysisException and friends
+        found = _NO_FILESYSTEM.search(str(exc))
+        if found is None:
+            return  # e.g. the path does not exist yet: the filesystem itself was found
+        raise StorageError(
+            f"--output {url}: this Spark has no Hadoop connector for "
+            f"{location.written_scheme}:// ({found.group(0)}), which --output_format "
+            f"{output_format} needs; add the connector (e.g. hadoop-aws for s3a://) or use "
+            "--output_format tfrecord or parquet, which sparktf writes itself") from None
+
+
 def _write(df: Any, args: argparse.Namespace) -> None:
     """Write the predictions; a failed job leaves ``--output`` exactly as it was."""
+    from sparktf import fs
     from sparktf.spark.output import staged_output
 
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode)
+        return
+    if args.output_format == "parquet" and fs.is_remote(args.output):
+        from sparktf.spark.parquet_out import write_parquet
+
+        write_parquet(df, args.output, overwrite=args.mode == "overwrite")
         return
     if args.output_format == "csv":
         from pyspark.sql import functions as F
@@ -144,31 +194,38 @@ def _write(df: Any, args: argparse.Namespace) -> None:
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
-    writer = df.write.mode("error").format(args.output_format)
+    writer = df.write.format(args.output_format)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
+    if fs.is_remote(args.output):  # the connector's own commit protocol
+        writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
+        return
     with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
-        writer.save(staging)
+        writer.mode("error").save(staging)
 
 
 def _count(args: argparse.Namespace) -> int:
-    """Rows written, read off the committed files (no Spark job)."""
-    from pathlib import Path
+    """Rows written, read off the committed files (no Spark job): the manifest's counts on
+    an object store, else the part files."""
+    from sparktf import fs, manifest
 
-    out = Path(args.output)
+    entries = manifest.read(args.output) if fs.is_remote(args.output) else None
+    if entries is not None and all(e.records is not None for e in entries):
+        return sum(int(e.records or 0) for e in entries)
+    parts = [fs.child(args.output, n) for n in fs.entries(args.output) if n.startswith("part-")]
     if args.output_format == "parquet":
         import pyarrow.parquet as pq
 
-        return sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet"))
+        where = [fs.parse(p) for p in parts]
+        return sum(pq.read_metadata(w.path, filesystem=w.filesystem()).num_rows for w in where)
     if args.output_format == "tfrecord":
         from sparktf.tfrecord.framing import resolve_compression, scan_records
 
-        return sum(1 for p in out.glob("part-*") for _ in scan_records(
-            str(p), resolve_compression(str(p), None)))
+        return sum(1 for p in parts for _ in scan_records(p, resolve_compression(p, None)))
     header = 1 if args.output_format == "csv" else 0
     total = 0
-    for part in out.glob("part-*"):
-        with open(part, "rb") as handle:
+    for part in parts:
+        with fs.open_input(part) as handle:
             lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
         total += max(lines - header, 0)
     return total
@@ -187,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch_size: expected a positive integer, found {args.batch_size}")
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     confs = _confs(args.conf)
+    _check_paths(args)
     check_output(args.output, overwrite=args.mode == "overwrite", flag="--output")
     started = time.perf_counter()
     joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
@@ -256,6 +314,7 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
         scan.schema(spark)  # the hint's types, parsed by Spark
     except SchemaError as exc:
         raise UsageError(f"--schema_hint: {exc}") from None
+    check_connector(spark, args.output, args.output_format)
     with reraise():
         if args.no_fuse:
             df = read_scan(spark, scan)

@@ -21,6 +21,7 @@ from typing import Any
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from sparktf import fs
 from sparktf.model.fused import ParquetPiece, score_files, score_parquet
 from sparktf.model.runtime import Plan
 from sparktf.spark.api import scan_of
@@ -81,9 +82,11 @@ def contiguous_groups(sizes: list[int], parts: int) -> tuple[tuple[int, ...], ..
 
 
 def _size(path: str) -> int:
+    if fs.is_remote(path):  # one request a file is not worth it: count it as one unit
+        return 1
     try:
         return os.path.getsize(path)
-    except OSError:  # a remote path: count it as one unit
+    except OSError:
         return 1
 
 
@@ -103,10 +106,10 @@ def parquet_pieces(dataset: DataFrame) -> list[ParquetPiece]:
 
     pieces = []
     for uri in dataset.inputFiles():
-        path = uri[len("file:"):] if uri.startswith("file:") else uri
-        if "://" in path:
+        location = fs.parse(uri)
+        if not location.is_local:  # read by Spark's own connector: no fusion
             return []
-        path = "/" + path.lstrip("/")
+        path = location.path
         with pq.ParquetFile(path) as handle:
             meta = handle.metadata
             pieces += [ParquetPiece(path, i, meta.row_group(i).num_rows)

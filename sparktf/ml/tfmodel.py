@@ -63,6 +63,7 @@ from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
+from sparktf import fs
 from sparktf.errors import MappingError, ModelError, close_matches
 from sparktf.ml.fusion import fused_transform
 from sparktf.ml.settings import DEFAULTS, check_params
@@ -192,7 +193,7 @@ def ship_model(spark_context: Any, export_dir: str) -> str:
     once per executor. The zip lives in a ``tempfile`` directory removed when the driver
     exits. A rewritten model gets a new name, so it is shipped again.
     """
-    real = os.path.realpath(export_dir)
+    real = os.path.realpath(fs.local_path(export_dir))
     digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
     name = f"sparktf-model-{digest}.zip"
     key = (spark_context.applicationId, name)
@@ -214,8 +215,9 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     Parameters
     ----------
     exportDir
-        The SavedModel directory (a path every worker can read, or a local one with
-        ``shipModel=True``).
+        The SavedModel directory: a path every worker can read, a local one with
+        ``shipModel=True``, or a URL (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``) that
+        each host fetches once into its model cache (see :mod:`sparktf.model.fetch`).
     tagSet
         The meta graph's tags, comma-separated (default ``"serve"``).
     signatureDefKey
@@ -431,7 +433,8 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
         plan, schema = self.plan(dataset.schema)
-        if self.getShipModel():
+        if self.getShipModel() and not fs.is_remote(plan.export_dir):
+            # (a URL needs no shipping: each worker host fetches it once, see model/fetch.py)
             archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
         if self.getOrDefault(self.fuseScan):

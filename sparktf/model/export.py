@@ -22,8 +22,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sparktf import fs
 from sparktf._tf import tensorflow
 from sparktf.errors import MappingError, ModelError, close_matches
+from sparktf.model import remote_export
 
 __all__ = ["Signature", "export_checkpoint", "list_operations", "parse_signatures"]
 
@@ -251,6 +253,8 @@ def list_operations(model_dir: str | Path) -> list[tuple[str, str]]:
     >>> ops["x"], ops["Relu"], ops["prediction"]
     ('Placeholder', 'Relu', 'ArgMax')
     """
+    if fs.is_remote(str(model_dir)):  # copied to a local directory first
+        return remote_export.list_operations(str(model_dir))
     with _imported_graph(model_dir, restore=False) as (graph, _, _):
         return [(op.name, op.type) for op in graph.get_operations()]
 
@@ -268,10 +272,11 @@ def export_checkpoint(
     Parameters
     ----------
     model_dir : str or Path
-        The checkpoint directory (see :func:`list_operations`).
+        The checkpoint directory (see :func:`list_operations`); a URL is copied locally.
     export_dir : str or Path
         The SavedModel directory to write; it must not exist (or be empty) unless
-        ``overwrite``. The SavedModel is built beside it and moved in place when complete.
+        ``overwrite``. The SavedModel is built beside it and moved in place when complete;
+        for a URL, built locally and uploaded (see :mod:`sparktf.model.remote_export`).
     signatures : mapping
         ``{key: {"inputs": {alias: tensor}, "outputs": {alias: tensor}, "method_name": m}}``
         (see :func:`parse_signatures`); tensor names with or without ``:0``. ``{}`` exports
@@ -301,6 +306,10 @@ def export_checkpoint(
     """
     sigs = parse_signatures(signatures)
     tags = parse_tag_set(tag_set)
+    if fs.is_remote(str(model_dir)) or fs.is_remote(str(export_dir)):  # staged locally
+        return remote_export.export_checkpoint(str(model_dir), str(export_dir),
+                                               signatures=signatures, tag_set=tag_set,
+                                               overwrite=overwrite)
     target = Path(export_dir)
     _check_target(Path(model_dir), target, overwrite=overwrite)
     with _imported_graph(model_dir, restore=True) as (graph, sess, prefix):

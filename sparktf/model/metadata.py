@@ -289,6 +289,9 @@ def load_metadata(
 ) -> ModelMetadata:
     """Read a SavedModel's metadata for one tag set (cached until the directory changes).
 
+    ``export_dir`` may be a URL (``s3://``, ``gs://`` ...): the model is fetched once into
+    this host's model cache (see :mod:`sparktf.model.fetch`); messages name the URL.
+
     Raises
     ------
     ModelError
@@ -300,16 +303,19 @@ def load_metadata(
     >>> meta.tensor("Relu").shape
     (None, 128)
     """
-    saved_model_file(export_dir)
+    from sparktf.model.fetch import local_copy
+
+    name = str(export_dir)
+    local = local_copy(export_dir)  # a URL: this host's cached copy
+    saved_model_file(local)
     tags = parse_tags(tag_set)
-    key = (os.path.realpath(export_dir), tags)
-    stamp = fingerprint(export_dir)
+    key = (os.path.realpath(local), tags)
+    stamp = fingerprint(local)
     with _LOCK:
         cached = _CACHE.get(key)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-    name = str(export_dir)
-    proto = read_saved_model(export_dir)
+    proto = read_saved_model(local)
     meta_graph = select_meta_graph(proto, tags, name)
     graph = _import_graph(meta_graph, name)
     tag_sets = tuple(parse_tags(list(mg.meta_info_def.tags)) for mg in proto.meta_graphs)

@@ -99,10 +99,10 @@ def session_config() -> Any:
 class LoadedModel:
     """A SavedModel loaded into its own graph and session, with cached batch callables."""
 
-    def __init__(self, export_dir: str, tags: Sequence[str]) -> None:
+    def __init__(self, export_dir: str, tags: Sequence[str], name: str | None = None) -> None:
         tf = tensorflow()
         saved_model_file(export_dir)
-        self.export_dir = export_dir
+        self.export_dir = name or export_dir  # as the user gave it (a URL), for messages
         self.graph = tf.Graph()
         self.session = tf.compat.v1.Session(graph=self.graph, config=session_config())
         self._callables: dict[tuple[tuple[str, ...], tuple[str, ...]], Any] = {}
@@ -115,7 +115,7 @@ class LoadedModel:
                 tf.compat.v1.saved_model.loader.load(self.session, list(tags), export_dir)
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many kinds here
             self.session.close()
-            raise ModelError(f"cannot load SavedModel {export_dir!r} "
+            raise ModelError(f"cannot load SavedModel {self.export_dir!r} "
                              f"(tag set {','.join(tags)!r}): {exc}") from None
         finally:
             quiet.setLevel(level)
@@ -158,6 +158,9 @@ _MODELS_LOCK = threading.Lock()
 
 def get_model(export_dir: str, tags: Sequence[str]) -> LoadedModel:
     """The worker's loaded copy of a model, loading it when absent or changed on disk."""
+    from sparktf.model.fetch import local_copy
+
+    name, export_dir = export_dir, local_copy(export_dir)  # a URL: this host's copy
     real = os.path.realpath(export_dir)
     saved_model_file(export_dir)
     key = (real, tuple(tags), fingerprint(real))
@@ -169,7 +172,7 @@ def get_model(export_dir: str, tags: Sequence[str]) -> LoadedModel:
         for old in [k for k in _MODELS if k[:2] == key[:2]]:
             log.info("model %s changed on disk: reloading", real)
             _MODELS.pop(old).close()
-        model = LoadedModel(export_dir, tags)
+        model = LoadedModel(export_dir, tags, name)
         _MODELS[key] = model
         limit = max(1, _env_int("SPARKTF_MODEL_CACHE_SIZE") or 2)
         while len(_MODELS) > limit:

@@ -230,7 +230,7 @@ def write_tfrecords(
     >>> read_tfrecords(spark, f"{tmp}/ids").count()
     3
     """
-    import os
+    from sparktf import fs
 
     spark = df.sparkSession
     register(spark)
@@ -239,7 +239,10 @@ def write_tfrecords(
     mode = str(mode).lower()
     if mode not in SAVE_MODES:
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
-    target = path[len("file:"):].removeprefix("//") if path.startswith("file:") else path
+    location = fs.parse(path)  # a malformed URL or unknown scheme fails before any job
+    target = location.url if not location.is_local else fs.local_path(path)
+    if not location.is_local:
+        fs.check_container(target)
     existing = commit.visible_entries(target)
     if existing and mode in ("errorifexists", "error"):
         raise TFRecordError(
@@ -248,9 +251,9 @@ def write_tfrecords(
         )
     if existing and mode == "ignore":
         return
-    if os.path.exists(target) and not os.path.isdir(target):
+    if existing == [target]:
         raise TFRecordError(f"output path {path} exists and is not a directory")
-    absent = not os.path.exists(target)
+    absent = location.is_local and not existing and not fs.exists(target)
     writer = df.write.format("tfrecord").options(**settings.to_options())
     try:
         with reraise():

@@ -25,12 +25,14 @@ SUCCESS = "_SUCCESS"
 
 @dataclass
 class TaskCommit(WriterCommitMessage):
-    """What one task wrote: staged file (if any rows), final name and record count."""
+    """What one task wrote: staged file (if any rows; on an object store, the uploaded
+    object), final name, record count and (object stores) bytes."""
 
     staged: str | None
     final: str | None
     records: int
     skipped: list[str] = field(default_factory=list)
+    size: int = 0
 
 
 def staging_dir(out: str, job: str) -> str:
@@ -69,10 +71,16 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> st
 
 
 def visible_entries(out: str) -> list[str]:
-    """Entries of ``out`` other than the staging area; empty when it does not exist."""
-    if not os.path.isdir(out):
-        return [out] if os.path.exists(out) else []
-    return [e for e in os.listdir(out) if e != TEMPORARY]
+    """Entries of ``out`` (a local path or any URL of :mod:`sparktf.fs`) other than the
+    staging area; ``[out]`` when it is a file, empty when it does not exist."""
+    from sparktf import fs
+
+    if not fs.is_remote(out):
+        out = fs.local_path(out)
+        if not os.path.isdir(out):
+            return [out] if os.path.exists(out) else []
+        return [e for e in os.listdir(out) if e != TEMPORARY]
+    return [e for e in fs.entries(out) if e != TEMPORARY]
 
 
 def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool) -> int:

@@ -29,8 +29,9 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
+from sparktf import fs
 from sparktf.errors import TFRecordError
-from sparktf.spark import commit
+from sparktf.spark import commit, objcommit
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame, list_data_files
 from sparktf.tfrecord.options import ReadSettings, WriteSettings
@@ -119,14 +120,18 @@ class TFRecordWriter(DataSourceArrowWriter):
         from sparktf.tfrecord.encode import Encoder
 
         self.path = input_paths(options)[0]
-        if self.path.startswith("file:"):
-            self.path = self.path[len("file:"):].removeprefix("//")
+        self.remote = fs.is_remote(self.path)  # a malformed URL fails here, before any task
+        if not self.remote:
+            self.path = fs.local_path(self.path)
         settings = WriteSettings.from_options(options)
         self.record_type, self.compression = settings.record_type, settings.compression
         self.schema, self.overwrite = schema, overwrite
         self.job = uuid.uuid4().hex[:12]
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
-        commit.start_job(self.path, self.job)  # tasks stage only while this exists
+        if self.remote:
+            objcommit.start_job(self.path, self.job)  # tasks upload only while it is open
+        else:
+            commit.start_job(self.path, self.job)  # tasks stage only while this exists
 
     def write(self, iterator: Iterator[pa.RecordBatch]) -> commit.TaskCommit:
         from pyspark import TaskContext
@@ -136,6 +141,8 @@ class TFRecordWriter(DataSourceArrowWriter):
         context = TaskContext.get()
         partition = context.partitionId() if context else 0
         attempt = context.attemptNumber() if context else 0
+        if self.remote:
+            return self._write_remote(iterator, partition, attempt)
         name = f"part-{partition:05d}-{self.job}.tfrecord{EXTENSIONS[self.compression]}"
         encoder, writer, staged, count = Encoder(self.schema, self.record_type), None, None, 0
         try:
@@ -152,9 +159,38 @@ class TFRecordWriter(DataSourceArrowWriter):
                 writer.close()
         return commit.TaskCommit(staged=staged, final=name if staged else None, records=count)
 
+    def _write_remote(self, iterator: Iterator[pa.RecordBatch], partition: int,
+                      attempt: int) -> commit.TaskCommit:
+        """Write the task's file in scratch space, then upload it whole to its final,
+        attempt-unique name (see :mod:`sparktf.spark.objcommit`)."""
+        from sparktf.scratch import scratch_file
+        from sparktf.tfrecord.encode import Encoder
+
+        extension = ".tfrecord" + EXTENSIONS[self.compression]
+        name = objcommit.object_name(partition, self.job, attempt, extension)
+        encoder, count = Encoder(self.schema, self.record_type), 0
+        with scratch_file("write", extension) as local:
+            with RecordFileWriter(local, self.compression) as writer:
+                for batch in iterator:
+                    if batch.num_rows:
+                        writer.write_framed(b"".join(map(frame, encoder.encode(batch))))
+                        count += batch.num_rows
+            if count == 0:
+                return commit.TaskCommit(staged=None, final=None, records=0)
+            size = objcommit.upload(local, self.path, self.job, name)
+        target = fs.child(self.path, name)
+        return commit.TaskCommit(staged=target, final=name, records=count, size=size)
+
     def commit(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]
-        total = commit.commit_job(self.path, self.job, messages, overwrite=self.overwrite)
+        if self.remote:
+            total = objcommit.commit_job(self.path, self.job, messages,
+                                         overwrite=self.overwrite)
+        else:
+            total = commit.commit_job(self.path, self.job, messages, overwrite=self.overwrite)
         log.info("committed %d records to %s", total, self.path)
 
     def abort(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]
-        commit.abort_job(self.path, self.job)
+        if self.remote:
+            objcommit.abort_job(self.path, self.job)
+        else:
+            commit.abort_job(self.path, self.job)

@@ -24,6 +24,7 @@ from typing import BinaryIO
 import google_crc32c
 import numpy as np
 
+from sparktf import fs, manifest
 from sparktf.errors import TFRecordError
 
 COMPRESSIONS = ("none", "gzip", "zlib")
@@ -64,25 +65,10 @@ def frame(data: bytes) -> bytes:
     return _header(len(data)) + data + _FOOTER.pack(masked_crc(data))
 
 
-def _is_hidden(name: str) -> bool:
-    return name.startswith((".", "_")) or name.endswith(".crc")
-
-
-def _strip_scheme(path: str) -> str:
-    if path.startswith("file://"):
-        return path[len("file://") :]
-    if path.startswith("file:"):
-        return path[len("file:") :]
-    if "://" in path:
-        raise TFRecordError(
-            f"{path}: only local or mounted paths (or file://) are supported, "
-            "found a URL scheme"
-        )
-    return path
-
-
 def list_data_files(paths: str | Iterable[str]) -> list[str]:
-    """Expand files, directories (recursively, skipping ``_``/``.`` names) and globs.
+    """Expand files, directories (recursively, skipping ``_``/``.`` names) and globs, local
+    or remote (see :mod:`sparktf.fs`). A directory whose ``_SUCCESS`` is a sparktf manifest
+    gives exactly the files the manifest lists (see :mod:`sparktf.manifest`).
 
     Examples
     --------
@@ -95,28 +81,22 @@ def list_data_files(paths: str | Iterable[str]) -> list[str]:
     items = [paths] if isinstance(paths, str) else list(paths)
     if not items:
         raise TFRecordError("no input path given")
+    for raw in items:
+        fs.parse(str(raw))  # every path is checked before anything is listed
     found: list[str] = []
     for raw in items:
-        path = _strip_scheme(str(raw))
-        matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
-        files = [f for m in matches for f in _expand(m)]
+        path = str(raw)
+        entries = None if glob.has_magic(path) else manifest.read(path)
+        files = manifest.files(path, entries) if entries is not None else fs.expand(path)
         if not files:
-            what = "matches nothing" if glob.has_magic(path) or not os.path.exists(path) else (
-                "holds no data files (names starting with '_' or '.' are skipped)"
-            )
+            if fs.is_remote(path):
+                fs.check_container(path)  # a missing bucket says so
+            empty = entries is not None or (not glob.has_magic(path) and fs.exists(path))
+            what = ("holds no data files (names starting with '_' or '.' are skipped)" if empty
+                    else "matches nothing")
             raise TFRecordError(f"input path {raw}: {what}")
         found.extend(files)
     return found
-
-
-def _expand(path: str) -> list[str]:
-    if os.path.isfile(path):
-        return [path]
-    out: list[str] = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not _is_hidden(d))
-        out.extend(os.path.join(root, n) for n in sorted(names) if not _is_hidden(n))
-    return out
 
 
 def resolve_compression(path: str, option: str | None) -> str:
@@ -138,7 +118,7 @@ def resolve_compression(path: str, option: str | None) -> str:
             )
         else:
             return value
-    with open(path, "rb") as handle:
+    with fs.open_input(path, buffer_size=1 << 16) as handle:
         return "gzip" if handle.read(2) == _GZIP_MAGIC else "none"
 
 
@@ -166,13 +146,28 @@ class _ZlibReader:
         self._raw.close()
 
 
+class _GzipReader(gzip.GzipFile):
+    """A gzip stream that closes the file it reads (``GzipFile`` leaves a given one open)."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        super().__init__(fileobj=raw, mode="rb")
+        self._raw = raw
+
+    def close(self) -> None:
+        try:
+            super().close()
+        finally:
+            self._raw.close()
+
+
 def open_records(path: str, compression: str) -> BinaryIO:
     """Open ``path`` for reading record bytes, decompressing as needed."""
     if compression == "gzip":
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        raw = fs.open_input(path)
+        return _GzipReader(raw)  # type: ignore[return-value]
     if compression == "zlib":
-        return _ZlibReader(open(path, "rb"))  # type: ignore[return-value]
-    return open(path, "rb", buffering=1 << 20)
+        return _ZlibReader(fs.open_input(path))  # type: ignore[return-value]
+    return fs.open_input(path)
 
 
 _SIGNATURES = (  # leading bytes of formats that are mistaken for TFRecord files
@@ -246,7 +241,7 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
     """
     try:
         stream = open_records(path, compression)
-        size = os.path.getsize(path) if compression == "none" else None
+        size = fs.size(path) if compression == "none" else None
     except OSError as exc:
         yield Problem(path, 0, 0, f"cannot open: {exc}")
         return
