@@ -182,6 +182,9 @@ _SIGNATURES = (  # leading bytes of formats that are mistaken for TFRecord files
 )
 
 
+_UNKNOWN = "unknown binary data"
+
+
 def looks_like(head: bytes) -> str:
     """What a file starting with ``head`` looks like, when it is cheap to tell.
 
@@ -202,7 +205,7 @@ def looks_like(head: bytes) -> str:
         return "JSON text"
     if _printable(text):
         return "text"
-    return "unknown binary data"
+    return _UNKNOWN
 
 
 def _printable(head: bytes) -> bool:
@@ -224,9 +227,10 @@ class Problem:
     head: bytes = b""  # the file's first bytes, when the framing is wrong from its start
 
     def message(self) -> str:
-        if self.head:
+        looks = looks_like(self.head) if self.head else _UNKNOWN
+        if looks != _UNKNOWN:  # a file of another format, not a damaged TFRecord file
             return (f"{self.path} does not look like a TFRecord file: it looks like "
-                    f"{looks_like(self.head)} ({self.what} at byte 0)")
+                    f"{looks} ({self.what} at byte 0)")
         return f"{self.path}: record {self.record} at byte offset {self.offset}: {self.what}"
 
 
@@ -391,8 +395,8 @@ def first_records(path: str, compression: str, limit: int) -> list[bytes]:
         return out
     for item in scan_records(path, compression):
         if isinstance(item, Problem):
-            if item.head and not out:  # not a TFRecord file at all
-                raise NotTFRecord(item.message())
+            if item.head and not out and looks_like(item.head) != _UNKNOWN:
+                raise NotTFRecord(item.message())  # not a TFRecord file at all
             break
         out.append(item[2])
         if len(out) >= limit:
