@@ -61,6 +61,7 @@ from sparktf.ml.fusion import fused_transform
 from sparktf.model.convert import check_kinds, shape_text, tensor_kind
 from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
+from sparktf.spark.scans import unmark
 
 log = logging.getLogger(__name__)
 
@@ -167,24 +168,28 @@ _SHIPPED: set[tuple[str, str]] = set()
 _SHIP_LOCK = threading.Lock()
 
 
-def ship_model(spark_context: Any, export_dir: str) -> str:
-    """Zip a local export directory and distribute it with ``SparkContext.addArchive``.
+def ship_model(spark: Any, export_dir: str) -> str:
+    """Zip a local export directory and distribute it to the executors
+    (:func:`sparktf.spark.compat.add_archive`: ``addArtifacts(archive=True)`` from a Spark
+    Connect client, ``SparkContext.addArchive`` on a classic session).
 
     Returns the archive's name for ``SparkFiles.get`` on the workers, where Spark unpacks it
-    once per executor. The zip lives in a ``tempfile`` directory removed when the driver
+    once per executor. The zip lives in a ``tempfile`` directory removed when this process
     exits. A rewritten model gets a new name, so it is shipped again.
     """
+    from sparktf.spark.compat import add_archive, session_key
+
     real = os.path.realpath(export_dir)
     digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
     name = f"sparktf-model-{digest}.zip"
-    key = (spark_context.applicationId, name)
+    key = (session_key(spark), name)
     with _SHIP_LOCK:
         if key in _SHIPPED:
             return name
         folder = tempfile.mkdtemp(prefix="sparktf-ship-")
         atexit.register(shutil.rmtree, folder, True)
         archive = shutil.make_archive(os.path.join(folder, name[:-4]), "zip", real)
-        spark_context.addArchive(archive)
+        add_archive(spark, archive)
         _SHIPPED.add(key)
     log.info("shipping model %s to the executors as %s", real, name)
     return name
@@ -391,7 +396,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
                 f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
                 "inputMapping does not feed; map a column to each"
             )
-        carried = [schema[name] for name in passthrough]
+        carried = [unmark(schema[name]) for name in passthrough]
         plan = Plan(export_dir=export_dir, tags=meta.tags, feeds=tuple(feeds),
                     fetches=tuple(fetches), passthrough=tuple(passthrough),
                     batch_size=self.getBatchSize())
@@ -400,7 +405,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     def _transform(self, dataset: DataFrame) -> DataFrame:
         plan, schema = self.plan(dataset.schema)
         if self.getShipModel():
-            archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
+            archive = ship_model(dataset.sparkSession, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
         if self.getOrDefault(self.fuseScan):
             fused = fused_transform(dataset, plan, schema)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql.types import StructType
 
 from sparktf.errors import SchemaError, TFRecordError
-from sparktf.spark import commit
+from sparktf.spark import commit, scans
 from sparktf.spark.errors import reraise
 
 if TYPE_CHECKING:
@@ -16,7 +16,6 @@ if TYPE_CHECKING:
 
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()
-_scans: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 _ALIASES = {
     "record_type": "recordType",
     "schema_hint": "schemaHint",
@@ -110,11 +109,15 @@ def read_tfrecords(
     ...                     schema_hint="struct<image:array<float>,label:array<float>>")
     ... # doctest: +SKIP
     """
+    from sparktf.model.fused import FileScan
+
     register(spark)
     target, files, settings, schema, opts = _plan_scan(spark, path, schema_hint, options)
+    scan_id = scans.new_scan_id()
+    schema = scans.mark(schema, scan_id)
     with reraise():
         df = spark.read.format("tfrecord").options(**opts).schema(schema).load(target)
-    _remember_scan(df, files, settings)
+    scans.remember(scan_id, df, FileScan(tuple(files), schema.json(), settings))
     return df
 
 
@@ -135,10 +138,12 @@ def scan_tfrecords(
     from sparktf.model.fused import FileScan, read_files
 
     _, files, settings, schema, _ = _plan_scan(spark, path, schema_hint, options)
+    scan_id = scans.new_scan_id()
+    schema = scans.mark(schema, scan_id)
     scan = FileScan(files=tuple(files), schema_json=schema.json(), settings=settings)
     fn = functools.partial(read_files, scan=scan)
     df = spark.range(0, len(files), 1, max(1, len(files))).mapInArrow(fn, schema)
-    _scans[df] = scan
+    scans.remember(scan_id, df, scan)
     return df
 
 
@@ -163,22 +168,6 @@ def _plan_scan(
                             compression=opts.get("compression"), hint=hint,
                             sample_records=_positive(opts, "sampleRecords", 1000))
     return target, files, settings, schema, opts
-
-
-def _remember_scan(df: DataFrame, files: list[str], settings: Any) -> None:
-    """Note that ``df`` is a plain TFRecord scan, so TFModel may fuse reading and scoring."""
-    from sparktf.model.fused import FileScan
-
-    _scans[df] = FileScan(files=tuple(files), schema_json=df.schema.json(), settings=settings)
-
-
-def scan_of(df: DataFrame) -> Any:
-    """The :class:`~sparktf.model.fused.FileScan` behind ``df`` if it is exactly a
-    ``read_tfrecords`` result, else None."""
-    try:
-        return _scans.get(df)
-    except TypeError:  # not weak-referenceable
-        return None
 
 
 def write_tfrecords(

@@ -1,0 +1,142 @@
+"""Every public entry point from a Spark Connect client and from a classic session.
+
+Each test runs twice (``any_spark``: the classic local session, then a client of the
+suite's Connect server, tests/connect_server.py) and checks the same observable results.
+Client and server share this machine's filesystem, so paths are the same on both sides.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pyspark.ml import Pipeline, PipelineModel
+
+import sparktf
+from sparktf.errors import TFRecordError
+from sparktf.ml.fusion import fused_transform, parquet_pieces
+from sparktf.spark.compat import default_parallelism, is_connect
+from tests.models import mnist_numpy
+
+HINT = "struct<image:array<float>,label:array<float>,id:bigint>"
+ROWS = 120
+
+
+@pytest.fixture(scope="module")
+def records(spark: Any, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, np.ndarray]:
+    images = np.random.default_rng(5).random((ROWS, 784), dtype=np.float32)
+    rows = [(images[i].tolist(), np.eye(10)[i % 10].tolist(), i) for i in range(ROWS)]
+    df = spark.createDataFrame(rows, "image array<float>, label array<float>, id bigint")
+    out = tmp_path_factory.mktemp("connect") / "tfr"
+    sparktf.write_tfrecords(df.repartition(3), str(out))
+    return out, images
+
+
+@pytest.fixture(scope="module")
+def expected(records: tuple[Path, np.ndarray], mnist_export: Path) -> list[int]:
+    return mnist_numpy(records[1])[0].tolist()
+
+
+def _model(export: Path, **params: Any) -> sparktf.TFModel:
+    return sparktf.TFModel(exportDir=str(export), inputMapping={"image": "x"},
+                           outputMapping={"prediction": "prediction"},
+                           passthroughColumns=["id"], batchSize=32, **params)
+
+
+def _predictions(df: Any) -> list[int]:
+    rows = sorted(df.collect(), key=lambda r: r.id)
+    assert [r.id for r in rows] == list(range(ROWS))
+    return [r.prediction for r in rows]
+
+
+def test_session_kinds(spark: Any, connect_spark: Any) -> None:
+    assert not is_connect(spark) and is_connect(connect_spark)
+    # the server runs local[2] with spark.default.parallelism=2, as the classic session
+    assert default_parallelism(connect_spark) == default_parallelism(spark) == 2
+
+
+def test_format_and_read_tfrecords(any_spark: Any, records: tuple[Path, np.ndarray]) -> None:
+    path, _ = records
+    sparktf.register(any_spark)
+    assert any_spark.read.format("tfrecord").load(str(path)).count() == ROWS
+    df = sparktf.read_tfrecords(any_spark, str(path), schema_hint=HINT)
+    assert df.schema.simpleString() == HINT
+    rows = sorted(df.select("id", "label").collect())
+    assert [r.id for r in rows] == list(range(ROWS))
+    assert [r.label.index(1.0) for r in rows] == [i % 10 for i in range(ROWS)]
+
+
+def test_write_tfrecords_modes(any_spark: Any, tmp_path: Path) -> None:
+    df = any_spark.createDataFrame([(i, [float(i)]) for i in range(5)], "id bigint, v array<float>")
+    out = str(tmp_path / "out")
+
+    def count() -> int:
+        return sparktf.read_tfrecords(any_spark, out).count()
+
+    sparktf.write_tfrecords(df, out)  # errorifexists, on a new path
+    assert count() == 5
+    for mode in ("errorifexists", "error"):
+        with pytest.raises(TFRecordError, match="already exists"):
+            sparktf.write_tfrecords(df, out, mode=mode)
+    sparktf.write_tfrecords(df, out, mode="ignore")
+    assert count() == 5
+    sparktf.write_tfrecords(df, out, mode="append")
+    assert count() == 10
+    sparktf.write_tfrecords(df, out, mode="overwrite")
+    assert count() == 5
+
+
+def test_fusion_follows_the_plan(any_spark: Any, records: tuple[Path, np.ndarray],
+                                 mnist_export: Path, expected: list[int]) -> None:
+    df = sparktf.read_tfrecords(any_spark, str(records[0]), schema_hint=HINT)
+    model = _model(mnist_export)
+    plan, schema = model.plan(df.schema)
+    cases = {"scan": (df, True), "alias": (df.alias("a"), True),
+             "projection": (df.select("id", "image"), True),
+             "filter": (df.filter("id >= 0"), False), "limit": (df.limit(ROWS), False)}
+    for name, (derived, fuses) in cases.items():
+        assert (fused_transform(derived, plan, schema) is not None) is fuses, name
+    assert _predictions(model.transform(df.alias("a"))) == expected
+    assert _predictions(model.transform(df.filter("id >= 0"))) == expected
+    assert _predictions(_model(mnist_export, fuseScan=False).transform(df)) == expected
+
+
+def test_parquet_fusion(any_spark: Any, records: tuple[Path, np.ndarray], mnist_export: Path,
+                        expected: list[int], tmp_path: Path) -> None:
+    source = sparktf.read_tfrecords(any_spark, str(records[0]), schema_hint=HINT)
+    source.select("id", "image").write.parquet(str(tmp_path / "pq"))
+    df = any_spark.read.parquet(str(tmp_path / "pq"))
+    assert parquet_pieces(df.alias("p")) and parquet_pieces(df.select("image", "id"))
+    assert not parquet_pieces(df.filter("id >= 0"))
+    assert _predictions(_model(mnist_export).transform(df)) == expected
+    assert _predictions(_model(mnist_export).transform(df.filter("id >= 0"))) == expected
+
+
+def test_ship_model(any_spark: Any, records: tuple[Path, np.ndarray], mnist_export: Path,
+                    expected: list[int], tmp_path: Path) -> None:
+    local = tmp_path / "local_copy"
+    shutil.copytree(mnist_export, local)
+    df = sparktf.read_tfrecords(any_spark, str(records[0]), schema_hint=HINT)
+    fused = _model(local, shipModel=True).transform(df)
+    general = _model(local, shipModel=True, fuseScan=False).transform(df)
+    local.rename(tmp_path / "moved_away")  # workers can only use the shipped copy
+    assert _predictions(fused) == _predictions(general) == expected
+
+
+def test_save_load_and_pipeline(any_spark: Any, records: tuple[Path, np.ndarray],
+                                mnist_export: Path, expected: list[int], tmp_path: Path) -> None:
+    df = sparktf.read_tfrecords(any_spark, str(records[0]), schema_hint=HINT)
+    model = _model(mnist_export)
+    target = str(tmp_path / "tfmodel")
+    model.save(target)
+    model.write().overwrite().save(target)
+    loaded = sparktf.TFModel.load(target)
+    assert loaded.getOutputMapping() == {"prediction": "prediction"}
+    assert (loaded.getBatchSize(), loaded.getPassthroughColumns()) == (32, ["id"])
+    fitted = Pipeline(stages=[loaded]).fit(df)
+    fitted.write().overwrite().save(str(tmp_path / "pipeline"))
+    reloaded = PipelineModel.load(str(tmp_path / "pipeline"))
+    assert _predictions(reloaded.transform(df)) == expected
