@@ -7,7 +7,11 @@ Client and server share this machine's filesystem, so paths are the same on both
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +20,7 @@ import pytest
 from pyspark.ml import Pipeline, PipelineModel
 
 import sparktf
+from sparktf.cli.main import main
 from sparktf.errors import TFRecordError
 from sparktf.ml.fusion import fused_transform, parquet_pieces
 from sparktf.spark.compat import default_parallelism, is_connect
@@ -140,3 +145,53 @@ def test_save_load_and_pipeline(any_spark: Any, records: tuple[Path, np.ndarray]
     fitted.write().overwrite().save(str(tmp_path / "pipeline"))
     reloaded = PipelineModel.load(str(tmp_path / "pipeline"))
     assert _predictions(reloaded.transform(df)) == expected
+
+
+def _infer_args(export: Path, source: Path, out: Path) -> list[str]:
+    return ["infer", "--export_dir", str(export), "--input", str(source),
+            "--schema_hint", HINT, "--input_mapping", '{"image": "x", "label": "y_"}',
+            "--output_mapping", '{"prediction": "prediction", "Relu": "features"}',
+            "--keep_columns", "id", "--output", str(out)]
+
+
+def _json_rows(out: Path) -> list[dict]:
+    rows = []
+    for part in sorted(out.glob("part-*.json")):
+        rows += [json.loads(line) for line in part.read_text().splitlines()]
+    return sorted(rows, key=lambda r: r["id"])
+
+
+def test_infer_remote_matches_a_classic_run(spark: Any, connect_server: Any,
+                                            records: tuple[Path, np.ndarray],
+                                            mnist_export: Path, expected: list[int],
+                                            tmp_path: Path) -> None:
+    classic, remote = tmp_path / "classic", tmp_path / "remote"
+    assert main(_infer_args(mnist_export, records[0], classic)) == 0
+    env = {**os.environ, "SPARK_REMOTE": connect_server.url,
+           "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env.pop("SPARK_CONNECT_MODE_ENABLED", None)
+    command = [sys.executable, "-m", "sparktf", *_infer_args(mnist_export, records[0], remote)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Skipping" not in done.stderr  # PySpark's exit 0 without the Connect packages
+    assert f"sparktf infer: {ROWS} rows in" in done.stderr.strip().splitlines()[-1]
+    rows = _json_rows(remote)
+    assert [r["prediction"] for r in rows] == expected
+    assert rows == _json_rows(classic)  # same predictions, features and ids
+    again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    last = again.stderr.strip().splitlines()[-1]
+    assert again.returncode == 1 and "already exists on the server" in last, again.stderr
+    assert _json_rows(remote) == rows
+    overwrite = subprocess.run([*command, "--mode", "overwrite"], env=env,
+                               capture_output=True, text=True, timeout=300)
+    assert overwrite.returncode == 0, overwrite.stderr[-3000:]
+    assert _json_rows(remote) == rows
+
+
+def test_infer_refuses_master_with_remote(capsys: pytest.CaptureFixture[str],
+                                          tmp_path: Path) -> None:
+    args = _infer_args(tmp_path / "m", tmp_path / "in", tmp_path / "out")
+    code = main([*args, "--master", "local[1]", "--remote", "sc://127.0.0.1:1"])
+    assert code == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--master and --remote" in last

@@ -11,6 +11,7 @@ from typing import Any
 
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError
+from sparktf.spark.compat import set_log_level
 from sparktf.spark.session import JAVA_OPTION_KEYS, merge_java_options
 
 log = logging.getLogger(__name__)
@@ -67,6 +68,11 @@ def add_parser(sub: Any) -> None:
                    help="score through the general DataFrame path instead of reading and "
                    "scoring each file in one task (for comparison)")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
+    p.add_argument("--remote", default=os.environ.get("SPARK_REMOTE") or None,
+                   metavar="sc://HOST:PORT",
+                   help="run on a Spark Connect server (default: $SPARK_REMOTE); input, "
+                   "output and the model's directory are paths on the server, and the "
+                   "model's directory is read here too for its metadata")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="Spark configuration, repeatable")
     p.set_defaults(func=run)
@@ -86,10 +92,17 @@ def _under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_SUBMIT" in os.environ
 
 
-def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -> Any:
-    """Start (or join, under spark-submit) the SparkSession for the job."""
+def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
+                  remote: str | None = None) -> Any:
+    """Start (or join, under spark-submit) the SparkSession for the job; with ``remote``,
+    a Spark Connect client session (no master, JVM options or log level: the server's)."""
     from pyspark.sql import SparkSession
 
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName("sparktf infer")
+        for key, value in confs.items():  # session settings the server accepts
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
     builder = SparkSession.builder.appName("sparktf infer")
     if master or not _under_spark_submit():
         builder = builder.master(master or "local[*]")
@@ -105,7 +118,7 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     for key, value in confs.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("INFO" if verbose else "ERROR")
+    set_log_level(spark, "INFO" if verbose else "ERROR")
     return spark
 
 
@@ -170,6 +183,13 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch_size: expected a positive integer, found {args.batch_size}")
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     confs = _confs(args.conf)
+    if args.remote and args.master:
+        raise UsageError("--master and --remote (or SPARK_REMOTE) exclude each other; "
+                         "a Spark Connect server has its own master")
+    if args.remote:
+        from sparktf.cli.remote import run_remote
+
+        return run_remote(args, input_mapping, output_mapping, keep, confs)
     _check_output(args.output, args.mode)
     started = time.perf_counter()
     from sparktf._tf import warm_up

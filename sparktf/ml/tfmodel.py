@@ -52,7 +52,12 @@ from typing import Any
 from pyspark import keyword_only
 from pyspark.ml import Model
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import (
+    DefaultParamsReadable,
+    DefaultParamsWritable,
+    DefaultParamsWriter,
+    MLWriter,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -195,6 +200,17 @@ def ship_model(spark: Any, export_dir: str) -> str:
     return name
 
 
+class _ParamsWriter(DefaultParamsWriter):
+    """PySpark's params writer (a ``metadata`` folder of JSON, written by a Spark job on
+    the driver's filesystem), whose ``overwrite()`` works from a Spark Connect client too:
+    PySpark's own removes the old folder through a JVM helper only a classic session can
+    reach; this one replaces it with an empty Spark output (mode ``overwrite``)."""
+
+    def _handleOverwrite(self, path: str) -> None:
+        empty = self.sparkSession.createDataFrame([], "value string")
+        empty.write.mode("overwrite").text(path)
+
+
 class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     """Score a DataFrame with a TensorFlow SavedModel, one loaded model per Python worker.
 
@@ -325,6 +341,11 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
 
     def getShipModel(self) -> bool:
         return self.getOrDefault(self.shipModel)
+
+    def write(self) -> MLWriter:
+        """The params writer: ``model.write().overwrite().save(path)``; ``TFModel.load(path)``
+        reads it back, on a classic or a Spark Connect session."""
+        return _ParamsWriter(self)
 
     # -- planning (driver) -------------------------------------------------------------
 

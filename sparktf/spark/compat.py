@@ -8,6 +8,7 @@ Connect branch. ``tests/test_connect_api.py`` checks that no other module uses t
 from __future__ import annotations
 
 import logging
+import os
 import re
 from typing import Any
 
@@ -82,3 +83,13 @@ def add_archive(spark: Any, path: str) -> None:
         spark.addArtifacts(path, archive=True)
     else:
         spark.sparkContext.addArchive(path)
+
+
+def is_remote_builder(builder: Any) -> bool:
+    """Whether ``builder.getOrCreate()`` would return a Spark Connect client session
+    (``builder.remote(url)``, or ``SPARK_REMOTE`` set). PySpark's builder shows its options
+    only through its ``_options`` attribute."""
+    if type(builder).__module__.startswith("pyspark.sql.connect"):
+        return True
+    options = getattr(builder, "_options", {}) or {}
+    return "spark.remote" in options or bool(os.environ.get("SPARK_REMOTE"))
