@@ -1,11 +1,11 @@
 """``sparktf infer --remote sc://HOST:PORT``: the job on a Spark Connect server.
 
 Everything that touches the input, the output or their folders runs on the server, through
-Spark: the ``tfrecord`` data source lists and samples the input there, Spark's writers
-write, and the output check and the row count are Spark reads. The client reads only its
-arguments and the model's metadata (``--export_dir`` must be readable here as well as on
-the server's workers). Reading goes through the data source, so scoring takes TFModel's
-general path (``--no_fuse`` is implied).
+Spark: a one-task job lists and samples the input there (:func:`plan_on_server`), the
+fused path reads and scores the files in the server's tasks, Spark's writers write, and
+the output check and the row count are Spark reads. The client reads only its arguments
+and the model's metadata (``--export_dir`` must be readable here as well as on the
+server's workers).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import sys
 import time
 from typing import Any
 
+from sparktf.cli.main import UsageError
 from sparktf.errors import SparkTFError
 
 
@@ -30,17 +31,47 @@ def exists_on_server(spark: Any, path: str) -> bool:
         raise
 
 
-def read_on_server(spark: Any, args: argparse.Namespace) -> Any:
-    """The input, listed, sampled and read by the ``tfrecord`` data source on the server."""
+def plan_on_server(spark: Any, args: argparse.Namespace) -> tuple[list[str], Any, Any]:
+    """The input's files, schema and read settings: listed and sampled by a one-task Spark
+    job on the server (the client need not see the input)."""
+    import functools
+    import json
+
+    from pyspark.sql.types import StructType
+
+    import sparktf
+    from sparktf.errors import SchemaError
+    from sparktf.model.fused import PLAN_SCHEMA, plan_scan
+    from sparktf.spark.api import _options
+    from sparktf.spark.datasource import reader_settings
+
+    opts = _options({"recordType": args.record_type, "compression": args.compression})
+    settings = reader_settings(opts)
+    hint = None
+    if args.schema_hint:
+        try:
+            hint = sparktf.parse_schema_hint(spark, args.schema_hint,
+                                             record_type=args.record_type)
+        except SchemaError as exc:
+            raise UsageError(f"--schema_hint: {exc}") from None
+    fn = functools.partial(
+        plan_scan, paths=args.input if len(args.input) > 1 else args.input[0],
+        record_type=settings.record_type, compression=args.compression,
+        hint_json=hint.json() if hint is not None else None, sample_records=1000)
+    row = spark.range(0, 1, 1, 1).mapInArrow(fn, PLAN_SCHEMA).first()
+    return list(row.files), StructType.fromJson(json.loads(row.schema)), settings
+
+
+def read_on_server(spark: Any, files: list[str], schema: Any, settings: Any) -> Any:
+    """``--no_fuse``: the planned files read by the ``tfrecord`` data source."""
     import sparktf
 
     sparktf.register(spark)
-    reader = spark.read.format("tfrecord").option("recordType", args.record_type)
-    if args.compression:
-        reader = reader.option("compression", args.compression)
-    if args.schema_hint:  # as DDL: the data source takes it as the whole schema
-        reader = reader.option("schemaHint", args.schema_hint)
-    return reader.load(args.input if len(args.input) > 1 else args.input[0])
+    reader = (spark.read.format("tfrecord").schema(schema)
+              .option("recordType", settings.record_type))
+    if settings.compression:
+        reader = reader.option("compression", settings.compression)
+    return reader.load(files)
 
 
 def count_on_server(spark: Any, args: argparse.Namespace) -> int:
@@ -57,17 +88,25 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
                output_mapping: dict[str, str], keep: list[str], confs: dict[str, str]) -> int:
     """Run ``sparktf infer`` against the Spark Connect server ``args.remote``."""
     import sparktf
+    from sparktf._tf import warm_up
     from sparktf.cli.infer import _write, spark_session
     from sparktf.spark.errors import reraise
 
     started = time.perf_counter()
+    warm_up()  # TensorFlow for the model's metadata, imported while the server plans
     spark = spark_session(None, confs, verbose=args.verbose, remote=args.remote)
     try:
         with reraise():
             if args.mode == "errorifexists" and exists_on_server(spark, args.output):
                 raise SparkTFError(f"--output {args.output} already exists on the server; "
                                    "choose another path or pass --mode overwrite")
-            df = read_on_server(spark, args)
+            files, schema, settings = plan_on_server(spark, args)
+            if args.no_fuse:
+                df = read_on_server(spark, files, schema, settings)
+            else:
+                from sparktf.spark.api import scan_files
+
+                df = scan_files(spark, files, schema, settings)
             if args.verbose:
                 df.show()
                 df.printSchema()
@@ -76,7 +115,7 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
                 exportDir=args.export_dir, tagSet=args.tag_set,
                 signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
                 outputMapping=output_mapping, batchSize=args.batch_size,
-                passthroughColumns=keep, fuseScan=False,
+                passthroughColumns=keep, fuseScan=not args.no_fuse,
             )
             spark_args = copy.copy(args)
             if args.mode == "errorifexists":  # the name Spark Connect's writer accepts

@@ -66,6 +66,26 @@ def read_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan) -> Iterator
     yield from _records((scan.files[i] for i in _indices(indices)), schema, scan.settings)
 
 
+PLAN_SCHEMA = "files array<string>, schema string"
+
+
+def plan_scan(indices: Iterator[pa.RecordBatch], *, paths: str | list[str], record_type: str,
+              compression: str | None, hint_json: str | None,
+              sample_records: int) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function of a one-row ``spark.range``: list ``paths`` and infer their
+    schema where the task runs (on a Spark Connect server), as ``read_tfrecords`` does on a
+    classic driver. One row of :data:`PLAN_SCHEMA`."""
+    from sparktf.tfrecord.framing import list_data_files
+    from sparktf.tfrecord.infer import resolve_schema
+
+    for _ in _indices(indices):
+        files = list_data_files(paths)
+        hint = StructType.fromJson(json.loads(hint_json)) if hint_json else None
+        schema = resolve_schema(files, record_type=record_type, compression=compression,
+                                hint=hint, sample_records=sample_records)
+        yield pa.RecordBatch.from_pydict({"files": [files], "schema": [schema.json()]})
+
+
 def score_files(
     indices: Iterator[pa.RecordBatch], *, scan: FileScan, plan: Plan,
     groups: Sequence[Sequence[int]],

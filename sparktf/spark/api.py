@@ -133,11 +133,18 @@ def scan_tfrecords(
     source and the planning process Spark starts for a Python data source (about 3 s of a
     short job on 2 cores).
     """
+    _, files, settings, schema, _ = _plan_scan(spark, path, schema_hint, options)
+    return scan_files(spark, files, schema, settings)
+
+
+def scan_files(spark: SparkSession, files: list[str], schema: StructType,
+               settings: Any) -> DataFrame:
+    """:func:`scan_tfrecords` of files already listed, with their schema (planned on a
+    Spark Connect server by ``sparktf infer --remote``)."""
     import functools
 
     from sparktf.model.fused import FileScan, read_files
 
-    _, files, settings, schema, _ = _plan_scan(spark, path, schema_hint, options)
     scan_id = scans.new_scan_id()
     schema = scans.mark(schema, scan_id)
     scan = FileScan(files=tuple(files), schema_json=schema.json(), settings=settings)
