@@ -197,6 +197,11 @@ def test_infer_remote_matches_a_classic_run(spark: Any, connect_server: Any,
     last = again.stderr.strip().splitlines()[-1]
     assert again.returncode == 1 and "already exists on the server" in last, again.stderr
     assert _json_rows(remote) == rows  # the refused run left the output as it was
+    missing = [*command[:command.index("--input") + 1], str(records[0] / "nope-*"),
+               *command[command.index("--input") + 2:-1], str(tmp_path / "missing")]
+    failed = subprocess.run(missing, env=env, capture_output=True, text=True, timeout=300)
+    last = failed.stderr.strip().splitlines()[-1]
+    assert failed.returncode == 1 and "nope-*: matches nothing" in last, failed.stderr[-2000:]
 
 
 def test_infer_refuses_master_with_remote(capsys: pytest.CaptureFixture[str],
