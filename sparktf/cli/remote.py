@@ -33,20 +33,11 @@ def exists_on_server(spark: Any, path: str) -> bool:
 
 def plan_on_server(spark: Any, args: argparse.Namespace) -> tuple[list[str], Any, Any]:
     """The input's files, schema and read settings: listed and sampled by a one-task Spark
-    job on the server (the client need not see the input)."""
-    import functools
-    import json
-
-    from pyspark.sql.types import StructType
-
+    job on the server (``read_tfrecords``' planning on a Connect session)."""
     import sparktf
     from sparktf.errors import SchemaError
-    from sparktf.model.fused import PLAN_SCHEMA, plan_scan
-    from sparktf.spark.api import _options
-    from sparktf.spark.datasource import reader_settings
+    from sparktf.spark.api import _plan_scan
 
-    opts = _options({"recordType": args.record_type, "compression": args.compression})
-    settings = reader_settings(opts)
     hint = None
     if args.schema_hint:
         try:
@@ -54,12 +45,10 @@ def plan_on_server(spark: Any, args: argparse.Namespace) -> tuple[list[str], Any
                                              record_type=args.record_type)
         except SchemaError as exc:
             raise UsageError(f"--schema_hint: {exc}") from None
-    fn = functools.partial(
-        plan_scan, paths=args.input if len(args.input) > 1 else args.input[0],
-        record_type=settings.record_type, compression=args.compression,
-        hint_json=hint.json() if hint is not None else None, sample_records=1000)
-    row = spark.range(0, 1, 1, 1).mapInArrow(fn, PLAN_SCHEMA).first()
-    return list(row.files), StructType.fromJson(json.loads(row.schema)), settings
+    inputs = args.input if len(args.input) > 1 else args.input[0]
+    options = {"recordType": args.record_type, "compression": args.compression}
+    _, files, settings, schema, _ = _plan_scan(spark, inputs, hint, options)
+    return files, schema, settings
 
 
 def read_on_server(spark: Any, files: list[str], schema: Any, settings: Any) -> Any:

@@ -9,6 +9,7 @@ from pyspark.sql.types import StructType
 
 from sparktf.errors import SchemaError, TFRecordError
 from sparktf.spark import commit, scans
+from sparktf.spark.compat import is_connect
 from sparktf.spark.errors import reraise
 
 if TYPE_CHECKING:
@@ -158,8 +159,9 @@ def _plan_scan(
     spark: SparkSession, path: str | list[str], schema_hint: str | StructType | None,
     options: dict[str, Any],
 ) -> tuple[Any, list[str], Any, StructType, dict[str, str]]:
-    """Options, files and schema of a scan (inferred here, on the driver: the planning
-    worker would import TensorFlow just for this)."""
+    """Options, files and schema of a scan: inferred here on a classic driver (the planning
+    worker would import TensorFlow just for this); from a Spark Connect client, where the
+    paths are the server's, by a one-task job on the server (:func:`_plan_on_server`)."""
     opts = _options(options)
     from sparktf.spark.datasource import _positive, reader_settings
     from sparktf.tfrecord.framing import list_data_files
@@ -170,11 +172,35 @@ def _plan_scan(
     if schema_hint is not None:
         hint = parse_schema_hint(spark, schema_hint, record_type=settings.record_type)
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
+    sample = _positive(opts, "sampleRecords", 1000)
+    if is_connect(spark):
+        files, schema = _plan_on_server(spark, target, record_type=settings.record_type,
+                                        compression=opts.get("compression"), hint=hint,
+                                        sample_records=sample)
+        return target, files, settings, schema, opts
     files = list_data_files(target)
     schema = resolve_schema(files, record_type=settings.record_type,
                             compression=opts.get("compression"), hint=hint,
-                            sample_records=_positive(opts, "sampleRecords", 1000))
+                            sample_records=sample)
     return target, files, settings, schema, opts
+
+
+def _plan_on_server(spark: SparkSession, target: Any, *, record_type: str,
+                    compression: str | None, hint: StructType | None,
+                    sample_records: int) -> tuple[list[str], StructType]:
+    """The files of ``target`` and their schema, listed and sampled by a one-task Spark job
+    (:func:`sparktf.model.fused.plan_scan`) where the server's tasks run."""
+    import functools
+    import json
+
+    from sparktf.model.fused import PLAN_SCHEMA, plan_scan
+
+    fn = functools.partial(plan_scan, paths=target, record_type=record_type,
+                           compression=compression, sample_records=sample_records,
+                           hint_json=hint.json() if hint is not None else None)
+    with reraise():
+        row = spark.range(0, 1, 1, 1).mapInArrow(fn, PLAN_SCHEMA).first()
+    return list(row.files), StructType.fromJson(json.loads(row.schema))
 
 
 def write_tfrecords(
