@@ -75,7 +75,7 @@ def server_options_message(options: str = "") -> str:
     Examples
     --------
     >>> print(server_options_message())  # doctest: +ELLIPSIS
-    configure_session: ... --conf spark.driver.extraJavaOptions=...
+    configure_session: ... --conf 'spark.driver.extraJavaOptions=-Darrow...
     """
     options = options or merge_java_options()
     flags = " ".join(f"--conf {shlex.quote(f'{key}={options}')}" for key in JAVA_OPTION_KEYS)
