@@ -2,8 +2,9 @@
 
 Everything that touches the input, the output or their folders runs on the server, through
 Spark: a one-task job lists and samples the input there (:func:`plan_on_server`), the
-fused path reads and scores the files in the server's tasks, Spark's writers write, and
-the output check and the row count are Spark reads. The client reads only its arguments
+fused path reads and scores the files in the server's tasks, Spark's writers write, the
+output check is a one-task job (:mod:`sparktf.spark.serverside`) and the row count a
+Spark read. The client reads only its arguments
 and the model's metadata (``--export_dir`` must be readable here as well as on the
 server's workers).
 """
@@ -18,17 +19,6 @@ from typing import Any
 
 from sparktf.cli.main import UsageError
 from sparktf.errors import SparkTFError
-
-
-def exists_on_server(spark: Any, path: str) -> bool:
-    """Whether ``path`` holds visible files on the server (``_SUCCESS`` and dot files
-    do not count), read through Spark's ``binaryFile`` source."""
-    try:
-        return spark.read.format("binaryFile").load(path).limit(1).count() > 0
-    except Exception as exc:  # Spark's AnalysisException: PATH_NOT_FOUND
-        if "PATH_NOT_FOUND" in str(exc):
-            return False
-        raise
 
 
 def plan_on_server(spark: Any, args: argparse.Namespace) -> tuple[list[str], Any, Any]:
@@ -80,13 +70,15 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
     from sparktf._tf import warm_up
     from sparktf.cli.infer import _write, spark_session
     from sparktf.spark.errors import reraise
+    from sparktf.spark.serverside import output_state, run_on_server
 
     started = time.perf_counter()
     warm_up()  # TensorFlow for the model's metadata, imported while the server plans
     spark = spark_session(None, confs, verbose=args.verbose, remote=args.remote)
     try:
         with reraise():
-            if args.mode == "errorifexists" and exists_on_server(spark, args.output):
+            if args.mode == "errorifexists" and run_on_server(
+                    spark, output_state, path=args.output)["entries"]:
                 raise SparkTFError(f"--output {args.output} already exists on the server; "
                                    "choose another path or pass --mode overwrite")
             files, schema, settings = plan_on_server(spark, args)

@@ -230,15 +230,21 @@ def write_tfrecords(
     if mode not in SAVE_MODES:
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")
     target = path[len("file:"):].removeprefix("//") if path.startswith("file:") else path
-    existing = commit.visible_entries(target)
-    if existing and mode in ("errorifexists", "error"):
+    if is_connect(spark):  # the path is the server's: look at it there
+        from sparktf.spark.serverside import output_state, run_on_server
+
+        state = run_on_server(spark, output_state, path=target)
+    else:
+        state = {"entries": len(commit.visible_entries(target)),
+                 "not_a_directory": os.path.exists(target) and not os.path.isdir(target)}
+    if state["entries"] and mode in ("errorifexists", "error"):
         raise TFRecordError(
-            f"output path {path} already exists ({len(existing)} entries); "
+            f"output path {path} already exists ({state['entries']} entries); "
             "use mode='overwrite' or mode='append'"
         )
-    if existing and mode == "ignore":
+    if state["entries"] and mode == "ignore":
         return
-    if os.path.exists(target) and not os.path.isdir(target):
+    if state["not_a_directory"]:
         raise TFRecordError(f"output path {path} exists and is not a directory")
     opts = _options({"recordType": record_type, "compression": compression, **options})
     writer = df.write.format("tfrecord").options(**opts)
