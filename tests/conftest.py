@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,3 +65,45 @@ def types_export(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from tests.models import build_types
 
     return build_types(tmp_path_factory.mktemp("models") / "types_export")
+
+
+# -- Spark Connect (see tests/connect_server.py) -----------------------------------------
+
+
+@pytest.fixture(scope="session")
+def connect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One Spark Connect server for the suite, on 127.0.0.1; stopped at the end even when
+    tests fail, with a check that it left no process running."""
+    from tests.connect_server import ConnectServer
+
+    server = ConnectServer(tmp_path_factory.mktemp("connect-server")).start()
+    try:
+        yield server
+    finally:
+        left = server.stop()
+        assert not left, f"the Connect server left processes running: {left}"
+
+
+@pytest.fixture(scope="session")
+def _connect_session(connect_server: Any) -> Iterator[Any]:
+    from pyspark.sql.connect.session import SparkSession as RemoteSparkSession
+
+    session = RemoteSparkSession.builder.remote(connect_server.url).getOrCreate()
+    yield session
+    session.stop()
+
+
+@pytest.fixture
+def connect_spark(_connect_session: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A Spark Connect client session. PySpark marks a process that holds one with
+    ``SPARK_CONNECT_MODE_ENABLED`` (``pyspark.sql.functions`` then builds Connect columns);
+    the mark is set for this test only, so classic tests around it keep classic columns."""
+    monkeypatch.setenv("SPARK_CONNECT_MODE_ENABLED", "1")
+    return _connect_session
+
+
+@pytest.fixture(params=["classic", "connect"])
+def any_spark(request: pytest.FixtureRequest) -> Any:
+    """The classic session, then the Connect client session."""
+    name = "spark" if request.param == "classic" else "connect_spark"
+    return request.getfixturevalue(name)

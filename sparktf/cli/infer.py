@@ -15,6 +15,7 @@ from typing import Any
 import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError
+from sparktf.spark.compat import set_log_level
 from sparktf.spark.session import DAEMON, JAVA_OPTION_KEYS, merge_java_options
 
 log = logging.getLogger(__name__)
@@ -71,6 +72,11 @@ def add_parser(sub: Any) -> None:
                    help="score through the general DataFrame path instead of reading and "
                    "scoring each file in one task (for comparison)")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
+    p.add_argument("--remote", default=os.environ.get("SPARK_REMOTE") or None,
+                   metavar="sc://HOST:PORT",
+                   help="run on a Spark Connect server (default: $SPARK_REMOTE); input, "
+                   "output and the model's directory are paths on the server, and the "
+                   "model's directory is read here too for its metadata")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="Spark configuration, repeatable")
     p.set_defaults(func=run)
@@ -93,8 +99,10 @@ def _under_spark_submit() -> bool:
 QUIET_LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
-def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -> Any:
-    """Start (or join, under spark-submit) the SparkSession for the job.
+def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
+                  remote: str | None = None) -> Any:
+    """Start (or join, under spark-submit) the SparkSession for the job; with ``remote``,
+    a Spark Connect client session (no master, JVM options or log level: the server's).
 
     A local master binds to 127.0.0.1 (no loopback-hostname warning). The JVM this starts
     logs nothing below FATAL to the console (``log4j2.properties`` beside this module:
@@ -103,6 +111,11 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     """
     from pyspark.sql import SparkSession
 
+    if remote:
+        builder = SparkSession.builder.remote(remote).appName("sparktf infer")
+        for key, value in confs.items():  # session settings the server accepts
+            builder = builder.config(key, value)
+        return builder.getOrCreate()
     builder = SparkSession.builder.appName("sparktf infer")
     local = (master or ("" if _under_spark_submit() else "local")).startswith("local")
     if master or not _under_spark_submit():
@@ -126,7 +139,7 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
     if verbose:
-        spark.sparkContext.setLogLevel("INFO")
+        set_log_level(spark, "INFO")
     return spark
 
 
@@ -173,8 +186,9 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
             "--output_format tfrecord or parquet, which sparktf writes itself") from None
 
 
-def _write(df: Any, args: argparse.Namespace) -> None:
-    """Write the predictions; a failed job leaves ``--output`` exactly as it was."""
+def _write(df: Any, args: argparse.Namespace, *, on_server: bool = False) -> None:
+    """Write the predictions; a failed job leaves a local ``--output`` exactly as it was.
+    ``on_server``: the path is a Spark Connect server's, written by Spark's writer there."""
     from sparktf import fs
     from sparktf.spark.output import staged_output
 
@@ -197,7 +211,7 @@ def _write(df: Any, args: argparse.Namespace) -> None:
     writer = df.write.format(args.output_format)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
-    if fs.is_remote(args.output):  # the connector's own commit protocol
+    if on_server or fs.is_remote(args.output):  # the connector's or server's own protocol
         writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
         return
     with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
@@ -245,10 +259,18 @@ def run(args: argparse.Namespace) -> int:
     keep = [c.strip() for c in args.keep_columns.split(",") if c.strip()]
     confs = _confs(args.conf)
     _check_paths(args)
+    if args.remote and args.master:
+        raise UsageError("--master and --remote (or SPARK_REMOTE) exclude each other; "
+                         "a Spark Connect server has its own master")
+    if args.remote:
+        from sparktf.cli.remote import run_remote
+
+        return run_remote(args, input_mapping, output_mapping, keep, confs)
     check_output(args.output, overwrite=args.mode == "overwrite", flag="--output")
     started = time.perf_counter()
     joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
-    starting = _Starting(args.master, confs, args.verbose)  # the JVM starts meanwhile
+    # the JVM starts meanwhile; a joined session keeps its own log level
+    starting = _Starting(args.master, confs, args.verbose and not joined)
     try:
         inputs = args.input if len(args.input) > 1 else args.input[0]
         try:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -24,7 +23,8 @@ from pyspark.sql import types as T
 from sparktf import fs
 from sparktf.model.fused import ParquetPiece, score_files, score_parquet
 from sparktf.model.runtime import Plan
-from sparktf.spark.api import scan_of
+from sparktf.spark.compat import default_parallelism
+from sparktf.spark.scans import same_plan, scan_of
 
 log = logging.getLogger(__name__)
 
@@ -33,16 +33,17 @@ def fused_transform(dataset: DataFrame, plan: Plan, schema: T.StructType) -> Dat
     """The fused plan for ``dataset``, or None when it is not a plain file scan."""
     spark = dataset.sparkSession
     scan = scan_of(dataset)
-    slots = max(1, int(spark.sparkContext.defaultParallelism))
+    pieces = [] if scan is not None else parquet_pieces(dataset)
     if scan is not None and scan.files:
+        slots = default_parallelism(spark)
         groups = contiguous_groups([_size(f) for f in scan.files], TASKS_PER_SLOT * slots)
         fn = functools.partial(score_files, scan=scan, plan=plan, groups=groups)
-    else:
-        pieces = parquet_pieces(dataset)
-        if not pieces:
-            return None
+    elif pieces:
+        slots = default_parallelism(spark)
         groups = contiguous_groups([p.rows for p in pieces], TASKS_PER_SLOT * slots)
         fn = functools.partial(score_parquet, pieces=tuple(pieces), plan=plan, groups=groups)
+    else:
+        return None
     log.info("TFModel: fused scan of %d pieces in %d tasks", sum(map(len, groups)), len(groups))
     return spark.range(0, len(groups), 1, len(groups)).mapInArrow(fn, schema)
 
@@ -91,41 +92,45 @@ def _size(path: str) -> int:
 
 
 def parquet_pieces(dataset: DataFrame) -> list[ParquetPiece]:
-    """Row groups of a plain, unpartitioned Parquet scan; [] for anything else."""
+    """Row groups of a plain, unpartitioned Parquet scan (or a projection of its columns);
+    [] for anything else.
+
+    The files come from ``inputFiles()``; the scan is plain when Spark finds ``dataset``
+    semantically equal to ``spark.read.parquet`` of their folder (or of the one file),
+    optionally with the same column selection. Footers are read here, on the client: a
+    client that cannot open them gets the general path.
+    """
     try:
-        plan = dataset._jdf.queryExecution().optimizedPlan()
-    except Exception:  # Spark Connect or an unexpected plan: no fusion
+        uris = dataset.inputFiles()
+    except Exception:  # a plan Spark cannot list files of
         return []
-    if plan.nodeName() == "Project":
-        if any(e.nodeName() != "AttributeReference" for e in _seq(plan.projectList())):
-            return []
-        plan = plan.child()
-    if plan.nodeName() != "LogicalRelation" or not _is_plain_parquet(plan):
+    paths = [_local_path(u) for u in uris]
+    if not paths or any(p is None for p in paths):
+        return []
+    folders = {os.path.dirname(p) for p in paths}
+    if len(folders) != 1:  # partitioned, or files from several folders
+        return []
+    spark = dataset.sparkSession
+    candidates = [next(iter(folders))] + (paths if len(paths) == 1 else [])
+    if not any(same_plan(spark.read.parquet(c), dataset) for c in candidates):
         return []
     import pyarrow.parquet as pq
 
     pieces = []
-    for uri in dataset.inputFiles():
-        location = fs.parse(uri)
-        if not location.is_local:  # read by Spark's own connector: no fusion
-            return []
-        path = location.path
-        with pq.ParquetFile(path) as handle:
-            meta = handle.metadata
-            pieces += [ParquetPiece(path, i, meta.row_group(i).num_rows)
-                       for i in range(meta.num_row_groups)]
+    try:
+        for path in paths:
+            with pq.ParquetFile(path) as handle:
+                meta = handle.metadata
+                pieces += [ParquetPiece(path, i, meta.row_group(i).num_rows)
+                           for i in range(meta.num_row_groups)]
+    except OSError as exc:
+        log.info("TFModel: Parquet footers not readable here (%s); general path", exc)
+        return []
     return pieces
 
 
-def _is_plain_parquet(relation: Any) -> bool:
-    try:
-        fs_relation = relation.relation()
-        fmt = fs_relation.fileFormat().toString().lower()
-        partitioned = fs_relation.partitionSchema().length() > 0
-    except Exception:
-        return False
-    return "parquet" in fmt and not partitioned
-
-
-def _seq(scala_seq: Any) -> list[Any]:
-    return [scala_seq.apply(i) for i in range(scala_seq.size())]
+def _local_path(uri: str) -> str | None:
+    """The local path of a file Spark lists (``file:/...``); None for a remote one, which
+    Spark's own connector reads: no fusion."""
+    location = fs.parse(uri)
+    return location.path if location.is_local else None

@@ -59,7 +59,12 @@ from typing import Any
 from pyspark import keyword_only
 from pyspark.ml import Model
 from pyspark.ml.param import Param, Params, TypeConverters
-from pyspark.ml.util import DefaultParamsReadable, DefaultParamsWritable
+from pyspark.ml.util import (
+    DefaultParamsReadable,
+    DefaultParamsWritable,
+    DefaultParamsWriter,
+    MLWriter,
+)
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
@@ -186,27 +191,42 @@ _SHIPPED: set[tuple[str, str]] = set()
 _SHIP_LOCK = threading.Lock()
 
 
-def ship_model(spark_context: Any, export_dir: str) -> str:
-    """Zip a local export directory and distribute it with ``SparkContext.addArchive``.
+def ship_model(spark: Any, export_dir: str) -> str:
+    """Zip a local export directory and distribute it to the executors
+    (:func:`sparktf.spark.compat.add_archive`: ``addArtifacts(archive=True)`` from a Spark
+    Connect client, ``SparkContext.addArchive`` on a classic session).
 
     Returns the archive's name for ``SparkFiles.get`` on the workers, where Spark unpacks it
-    once per executor. The zip lives in a ``tempfile`` directory removed when the driver
+    once per executor. The zip lives in a ``tempfile`` directory removed when this process
     exits. A rewritten model gets a new name, so it is shipped again.
     """
+    from sparktf.spark.compat import add_archive, session_key
+
     real = os.path.realpath(fs.local_path(export_dir))
     digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
     name = f"sparktf-model-{digest}.zip"
-    key = (spark_context.applicationId, name)
+    key = (session_key(spark), name)
     with _SHIP_LOCK:
         if key in _SHIPPED:
             return name
         folder = tempfile.mkdtemp(prefix="sparktf-ship-")
         atexit.register(shutil.rmtree, folder, True)
         archive = shutil.make_archive(os.path.join(folder, name[:-4]), "zip", real)
-        spark_context.addArchive(archive)
+        add_archive(spark, archive)
         _SHIPPED.add(key)
     log.info("shipping model %s to the executors as %s", real, name)
     return name
+
+
+class _ParamsWriter(DefaultParamsWriter):
+    """PySpark's params writer (a ``metadata`` folder of JSON, written by a Spark job on
+    the driver's filesystem), whose ``overwrite()`` works from a Spark Connect client too:
+    PySpark's own removes the old folder through a JVM helper only a classic session can
+    reach; this one replaces it with an empty Spark output (mode ``overwrite``)."""
+
+    def _handleOverwrite(self, path: str) -> None:
+        empty = self.sparkSession.createDataFrame([], "value string")
+        empty.write.mode("overwrite").text(path)
 
 
 class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
@@ -348,6 +368,11 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     def getShipModel(self) -> bool:
         return self.getOrDefault(self.shipModel)
 
+    def write(self) -> MLWriter:
+        """The params writer: ``model.write().overwrite().save(path)``; ``TFModel.load(path)``
+        reads it back, on a classic or a Spark Connect session."""
+        return _ParamsWriter(self)
+
     # -- planning (driver) -------------------------------------------------------------
 
     def _required(self) -> tuple[str, dict[str, str], dict[str, str]]:
@@ -435,7 +460,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         plan, schema = self.plan(dataset.schema)
         if self.getShipModel() and not fs.is_remote(plan.export_dir):
             # (a URL needs no shipping: each worker host fetches it once, see model/fetch.py)
-            archive = ship_model(dataset.sparkSession.sparkContext, plan.export_dir)
+            archive = ship_model(dataset.sparkSession, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)
         if self.getOrDefault(self.fuseScan):
             fused = fused_transform(dataset, plan, schema)

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql.types import StructType
 
 from sparktf.errors import SchemaError, TFRecordError
-from sparktf.spark import commit
+from sparktf.spark import commit, scans
+from sparktf.spark.compat import is_connect
 from sparktf.spark.errors import reraise
 from sparktf.spark.hints import quoted_ddl
 from sparktf.tfrecord.options import ReadSettings, WriteSettings
@@ -19,7 +20,6 @@ if TYPE_CHECKING:
 
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
 _registered: weakref.WeakSet[Any] = weakref.WeakSet()
-_scans: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
 
 
 def register(spark: SparkSession) -> None:
@@ -116,17 +116,20 @@ def read_tfrecords(
     >>> df.columns
     ['vals', 'id', 'name', 'tags']
     """
-    return read_scan(spark, plan_scan(path, schema_hint, options))
+    return read_scan(spark, planned_scan(spark, path, schema_hint, options))
 
 
 def read_scan(spark: SparkSession, scan: ScanPlan) -> DataFrame:
-    """The DataFrame of a planned scan, through the ``tfrecord`` data source."""
+    """The DataFrame of a planned scan, through the ``tfrecord`` data source, noted so that
+    TFModel can recognise the scan by its plan (:mod:`sparktf.spark.scans`)."""
+    from sparktf.model.fused import FileScan
+
     register(spark)
     schema = scan.schema(spark)
     opts = {k: v for k, v in scan.settings.to_options().items() if k != "schemaHint"}
     with reraise():
         df = spark.read.format("tfrecord").options(**opts).schema(schema).load(scan.target)
-    _remember_scan(df, scan.files, scan.settings)
+    scans.remember(df, FileScan(tuple(scan.files), schema.json(), scan.settings))
     return df
 
 
@@ -147,7 +150,7 @@ def scan_tfrecords(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     files = FileScan(files=tuple(scan.files), schema_json=schema.json(), settings=scan.settings)
     fn = functools.partial(read_files, scan=files)
     df = spark.range(0, len(scan.files), 1, max(1, len(scan.files))).mapInArrow(fn, schema)
-    _scans[df] = files
+    scans.remember(df, files)
     return df
 
 
@@ -192,20 +195,27 @@ def plan_scan(
     return ScanPlan(target, files, settings, schema_ddl(files, settings))
 
 
-def _remember_scan(df: DataFrame, files: list[str], settings: ReadSettings) -> None:
-    """Note that ``df`` is a plain TFRecord scan, so TFModel may fuse reading and scoring."""
-    from sparktf.model.fused import FileScan
+def planned_scan(
+    spark: SparkSession, path: str | list[str], schema_hint: str | StructType | None,
+    options: dict[str, Any],
+) -> ScanPlan:
+    """:func:`plan_scan` where the paths are: on the driver of a classic session; from a
+    Spark Connect client, whose paths are the server's, in a one-task job on the server."""
+    if not is_connect(spark):
+        return plan_scan(path, schema_hint, options)
+    from sparktf.spark.serverside import run_on_server
 
-    _scans[df] = FileScan(files=tuple(files), schema_json=df.schema.json(), settings=settings)
+    settings = _settings(schema_hint, options)  # checked here, before the job
+    target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
+    found = run_on_server(spark, plan_files, target=target, options=settings.to_options())
+    return ScanPlan(target, found["files"], settings, found["ddl"])
 
 
-def scan_of(df: DataFrame) -> Any:
-    """The :class:`~sparktf.model.fused.FileScan` behind ``df`` if it is exactly a
-    ``read_tfrecords`` result, else None."""
-    try:
-        return _scans.get(df)
-    except TypeError:  # not weak-referenceable
-        return None
+def plan_files(target: str | list[str], options: dict[str, str]) -> dict[str, Any]:
+    """The files and DDL schema of a scan, as JSON data (run by :func:`planned_scan` on a
+    Spark Connect server)."""
+    scan = plan_scan(target, None, options)
+    return {"files": scan.files, "ddl": scan.ddl}
 
 
 def write_tfrecords(
@@ -231,6 +241,7 @@ def write_tfrecords(
     3
     """
     from sparktf import fs
+    from sparktf.spark.serverside import output_state
 
     spark = df.sparkSession
     register(spark)
@@ -243,17 +254,22 @@ def write_tfrecords(
     target = location.url if not location.is_local else fs.local_path(path)
     if not location.is_local:
         fs.check_container(target)
-    existing = commit.visible_entries(target)
-    if existing and mode in ("errorifexists", "error"):
+    if location.is_local and is_connect(spark):  # the path is the server's: look there
+        from sparktf.spark.serverside import output_state, run_on_server
+
+        state = run_on_server(spark, output_state, path=target)
+    else:
+        state = output_state(target)
+    if state["entries"] and mode in ("errorifexists", "error"):
         raise TFRecordError(
-            f"output path {path} already exists ({len(existing)} entries); "
+            f"output path {path} already exists ({state['entries']} entries); "
             "use mode='overwrite' or mode='append'"
         )
-    if existing and mode == "ignore":
+    if state["entries"] and mode == "ignore":
         return
-    if existing == [target]:
+    if state["not_a_directory"]:
         raise TFRecordError(f"output path {path} exists and is not a directory")
-    absent = location.is_local and not existing and not fs.exists(target)
+    absent = location.is_local and not state["exists"] and not is_connect(spark)
     writer = df.write.format("tfrecord").options(**settings.to_options())
     try:
         with reraise():

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+import warnings
 from typing import Any
 
 #: Arrow Java's switches for its per-value bounds and null checks. Spark pays them for every
@@ -39,7 +41,10 @@ def configure_session(builder: Any, *, java_options: str = "", preload: bool = T
     a malformed Arrow buffer would crash the JVM instead of raising an exception.
 
     The settings take effect only when this builder starts the JVM (or, for executors, the
-    SparkContext): call it before the process's first ``getOrCreate()``.
+    SparkContext): call it before the process's first ``getOrCreate()``. A Spark Connect
+    builder (``builder.remote(url)`` or ``SPARK_REMOTE``) is returned unchanged with a
+    warning that prints the options for the server's start command: a client cannot set
+    JVM options of a server that is already running.
 
     Parameters
     ----------
@@ -64,8 +69,31 @@ def configure_session(builder: Any, *, java_options: str = "", preload: bool = T
     >>> # spark = builder.getOrCreate()
     """
     options = merge_java_options(java_options)
+    from sparktf.spark.compat import is_remote_builder
+
+    if is_remote_builder(builder):
+        warnings.warn(server_options_message(options), UserWarning, stacklevel=2)
+        return builder
     for key in JAVA_OPTION_KEYS:
         builder = builder.config(key, options)
     if preload:
         builder = builder.config(*DAEMON)
     return builder
+
+
+def server_options_message(options: str = "") -> str:
+    """What to add to a Spark Connect server's start command for sparktf's settings.
+
+    Examples
+    --------
+    >>> print(server_options_message())  # doctest: +ELLIPSIS
+    configure_session: ... --conf 'spark.driver.extraJavaOptions=-Darrow...
+    """
+    options = options or merge_java_options()
+    flags = " ".join(f"--conf {shlex.quote(f'{key}={options}')}" for key in JAVA_OPTION_KEYS)
+    flags += f" --conf {DAEMON[0]}={DAEMON[1]}"
+    return (
+        "configure_session: this builder makes a Spark Connect client, which cannot set the "
+        "server's JVM options; nothing was changed. Start the server with them instead: "
+        f"sbin/start-connect-server.sh {flags}"
+    )

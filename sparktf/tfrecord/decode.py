@@ -15,13 +15,12 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pyspark.sql.pandas.types import to_arrow_schema
 from pyspark.sql.types import StructType
 
 from sparktf._tf import tensorflow
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.convert import Ragged, to_arrow
-from sparktf.tfrecord.types import Column, columns_of
+from sparktf.tfrecord.types import Column, arrow_schema, columns_of
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,10 @@ class Decoder:
     def __init__(self, schema: StructType, record_type: str, *, skip_corrupt: bool = False):
         self.record_type = record_type
         self.schema = schema
-        self.arrow_schema = to_arrow_schema(schema)
         self.columns: list[Column] = (
             [] if record_type == "ByteArray" else columns_of(schema, record_type)
         )
+        self.arrow_schema = arrow_schema(schema)
         self.kinds = {c.name: c.preferred_kind for c in self.columns}
         self.skip_corrupt = skip_corrupt
         self.skipped = 0

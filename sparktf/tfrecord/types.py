@@ -8,22 +8,28 @@ Feature kinds are the three lists of ``tf.train.Feature``: ``bytes`` (BytesList)
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from pyspark.sql.types import (
     ArrayType,
     BinaryType,
     BooleanType,
+    ByteType,
     DataType,
     DoubleType,
     FloatType,
     IntegerType,
     LongType,
+    ShortType,
     StringType,
     StructField,
     StructType,
 )
 
 from sparktf.errors import SchemaError
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 KINDS = ("bytes", "int64", "float")
 
@@ -117,3 +123,46 @@ class FeatureStats:
 def byte_array_schema() -> StructType:
     """The schema of ``recordType=ByteArray``: one binary column of raw records."""
     return StructType([StructField(BYTE_ARRAY_COLUMN, BinaryType(), False)])
+
+
+#: Arrow types of the Spark scalar types sparktf reads and writes (Spark's own mapping).
+_ARROW_NAMES: dict[type[DataType], str] = {
+    BooleanType: "bool_", ByteType: "int8", ShortType: "int16", IntegerType: "int32",
+    LongType: "int64", FloatType: "float32", DoubleType: "float64", StringType: "string",
+    BinaryType: "binary",
+}
+
+
+def arrow_type(data_type: DataType, *, column: str = "") -> pa.DataType:
+    """The Arrow type Spark exchanges ``data_type`` as (scalars and nested arrays of them).
+
+    Examples
+    --------
+    >>> arrow_type(ArrayType(FloatType(), False))
+    ListType(list<element: float not null>)
+    """
+    import pyarrow as pa
+
+    if isinstance(data_type, ArrayType):
+        element = arrow_type(data_type.elementType, column=column)
+        return pa.list_(pa.field("element", element, nullable=data_type.containsNull))
+    name = _ARROW_NAMES.get(type(data_type))
+    if name is None:
+        supported = ", ".join(sorted(t.typeName() for t in _ARROW_NAMES))
+        raise SchemaError(f"column {column!r} has type {data_type.simpleString()}; sparktf "
+                          f"supports {supported} and (nested) arrays of them")
+    return getattr(pa, name)()
+
+
+def arrow_schema(schema: StructType) -> pa.Schema:
+    """The Arrow schema of Spark batches of ``schema`` (field metadata is not carried).
+
+    Examples
+    --------
+    >>> arrow_schema(StructType([StructField("x", LongType(), False)]))
+    x: int64 not null
+    """
+    import pyarrow as pa
+
+    return pa.schema([pa.field(f.name, arrow_type(f.dataType, column=f.name), f.nullable)
+                      for f in schema.fields])
