@@ -6,8 +6,8 @@ or to that scan's ``select`` of the same columns (:meth:`DataFrame.sameSemantics
 both kinds of session). Only noted scans whose columns hold all of the DataFrame's columns,
 with the same types, are compared, newest first (at most :data:`MAX_COMPARED`).
 ``df.alias("a")``, ``df.select(...)`` of plain columns, or the same DataFrame derived again
-all count as the scan; a filter, a join, a limit or a computed column does not. Nothing is added to the DataFrame itself: its schema
-is exactly the schema read.
+all count as the scan; a filter, a join, a limit or a computed column does not. Nothing is
+added to the DataFrame itself: its schema is exactly the schema read.
 
 The note is a bounded table (:data:`MAX_SCANS` most recent scans of this process): a
 DataFrame whose scan fell out of it is scored through the general path, with the same rows.
