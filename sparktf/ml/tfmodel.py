@@ -41,19 +41,10 @@ root
 
 from __future__ import annotations
 
-import atexit
 import dataclasses
 import functools
-import hashlib
-import json
 import logging
-import math
-import os
-import shutil
-import tempfile
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from pyspark import keyword_only
@@ -69,154 +60,16 @@ from pyspark.sql import DataFrame
 from pyspark.sql import types as T
 
 from sparktf import fs
-from sparktf.errors import MappingError, ModelError, close_matches
+from sparktf.errors import MappingError, ModelError
+from sparktf.ml.checks import Names, check_columns, check_feed, spark_type, to_name_map
 from sparktf.ml.fusion import fused_transform
 from sparktf.ml.settings import DEFAULTS, check_params
-from sparktf.model.convert import check_kinds, shape_text, tensor_kind
-from sparktf.model.metadata import ModelMetadata, TensorSpec, fingerprint, load_metadata
+from sparktf.ml.shipping import ship_model
+from sparktf.model.convert import tensor_kind
+from sparktf.model.metadata import TensorSpec, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
 
 log = logging.getLogger(__name__)
-
-_SPARK_TYPES: dict[str, T.DataType] = {
-    "float16": T.FloatType(), "float32": T.FloatType(), "float64": T.DoubleType(),
-    "int8": T.IntegerType(), "int16": T.IntegerType(), "int32": T.IntegerType(),
-    "uint8": T.IntegerType(), "uint16": T.IntegerType(), "int64": T.LongType(),
-    "uint32": T.LongType(), "bool": T.BooleanType(), "string": T.BinaryType(),
-}
-_SPARK_KINDS: dict[type, str] = {
-    T.BooleanType: "b", T.ByteType: "i", T.ShortType: "i", T.IntegerType: "i",
-    T.LongType: "i", T.FloatType: "f", T.DoubleType: "f", T.StringType: "s", T.BinaryType: "s",
-}
-
-
-def _to_name_map(value: Any) -> dict[str, str]:
-    """Type converter of the mapping params: a dict (or JSON object text) of names."""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise TypeError(f"expected a dict or a JSON object, found {value!r}") from exc
-    if not isinstance(value, dict) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
-    ):
-        raise TypeError(f"expected a dict of names to names, found {value!r}")
-    return dict(value)
-
-
-def spark_type(spec: TensorSpec) -> T.DataType:
-    """The Spark type of an output column fetched from ``spec`` (see the module table).
-
-    Examples
-    --------
-    >>> spark_type(TensorSpec("Relu:0", "float32", (None, 128))).simpleString()
-    'array<float>'
-    """
-    if spec.dtype not in _SPARK_TYPES:
-        raise ModelError(
-            f"output tensor {spec.name!r} has dtype {spec.dtype}, which has no Spark type; "
-            f"supported: {', '.join(_SPARK_TYPES)}"
-        )
-    if spec.shape is None:
-        raise ModelError(
-            f"output tensor {spec.name!r} has an unknown static rank, so its column type "
-            "cannot be known before running; fetch a tensor of known rank"
-        )
-    if len(spec.shape) == 0 or spec.shape[0] is not None:
-        raise ModelError(
-            f"output tensor {spec.name!r} has shape {shape_text(spec.shape)}: its first "
-            "dimension is not the batch (None), so its values cannot be split into rows"
-        )
-    result = _SPARK_TYPES[spec.dtype]
-    for _ in spec.shape[1:]:
-        result = T.ArrayType(result, containsNull=True)
-    return result
-
-
-def _column_kind(data_type: T.DataType) -> tuple[str | None, int]:
-    """The scalar kind of a (nested) array column and its nesting depth."""
-    depth = 0
-    while isinstance(data_type, T.ArrayType):
-        data_type, depth = data_type.elementType, depth + 1
-    return _SPARK_KINDS.get(type(data_type)), depth
-
-
-def _check_feed(field: T.StructField, spec: TensorSpec) -> None:
-    """Static checks of one column against the tensor it feeds."""
-    kind, depth = _column_kind(field.dataType)
-    found = field.dataType.simpleString()
-    if kind is None:
-        raise ModelError(
-            f"column {field.name!r} of type {found} cannot feed tensor {spec.name!r}: "
-            "supported columns are numeric, boolean, string, binary and arrays of them"
-        )
-    check_kinds(kind, spec.dtype, column=field.name, tensor=spec.name, found=found)
-    shape = spec.shape
-    if shape is not None and (len(shape) == 0 or shape[0] is not None):
-        raise ModelError(
-            f"tensor {spec.name!r} fed by column {field.name!r} has shape "
-            f"{shape_text(shape)}: its first dimension is not a batch dimension (None)"
-        )
-    if depth == 0 and shape is not None and None not in shape[1:]:
-        if math.prod(int(d or 0) for d in shape[1:]) != 1:
-            raise ModelError(
-                f"column {field.name!r} cannot feed tensor {spec.name!r}: expected shape "
-                f"{shape_text(shape)}, found shape [None] (one value per row: the column's "
-                f"type is {found})"
-            )
-
-
-@dataclass(frozen=True)
-class _Names:
-    """What :meth:`TFModel.check_names` resolved: the model and each mapped tensor."""
-
-    export_dir: str
-    meta: ModelMetadata
-    feeds: tuple[tuple[str, TensorSpec], ...]  # (column, tensor)
-    fetches: tuple[tuple[TensorSpec, str], ...]  # (tensor, column)
-    passthrough: tuple[str, ...]
-
-
-def _check_columns(names: list[str], columns: Sequence[str], what: str) -> None:
-    for name in names:
-        if name not in columns:
-            raise MappingError(
-                f"{what} column {name!r} not found in the DataFrame; "
-                f"{close_matches(name, columns)}; its columns: "
-                + ", ".join(repr(c) for c in columns)
-            )
-
-
-_SHIPPED: set[tuple[str, str]] = set()
-_SHIP_LOCK = threading.Lock()
-
-
-def ship_model(spark: Any, export_dir: str) -> str:
-    """Zip a local export directory and distribute it to the executors
-    (:func:`sparktf.spark.compat.add_archive`: ``addArtifacts(archive=True)`` from a Spark
-    Connect client, ``SparkContext.addArchive`` on a classic session).
-
-    Returns the archive's name for ``SparkFiles.get`` on the workers, where Spark unpacks it
-    once per executor. The zip lives in a ``tempfile`` directory removed when this process
-    exits. A rewritten model gets a new name, so it is shipped again.
-    """
-    from sparktf.spark.compat import add_archive, session_key
-
-    real = os.path.realpath(fs.local_path(export_dir))
-    digest = hashlib.sha256(repr((real, fingerprint(real))).encode()).hexdigest()[:16]
-    name = f"sparktf-model-{digest}.zip"
-    key = (session_key(spark), name)
-    with _SHIP_LOCK:
-        if key in _SHIPPED:
-            return name
-        folder = tempfile.mkdtemp(prefix="sparktf-ship-")
-        atexit.register(shutil.rmtree, folder, True)
-        archive = shutil.make_archive(os.path.join(folder, name[:-4]), "zip", real)
-        add_archive(spark, archive)
-        _SHIPPED.add(key)
-    log.info("shipping model %s to the executors as %s", real, name)
-    return name
-
 
 class _ParamsWriter(DefaultParamsWriter):
     """PySpark's params writer (a ``metadata`` folder of JSON, written by a Spark job on
@@ -273,9 +126,9 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         "signature whose aliases the mappings name; unset: graph tensor names",
         TypeConverters.toString)
     inputMapping: Param[dict[str, str]] = Param(
-        Params._dummy(), "inputMapping", "{column: tensor}", _to_name_map)
+        Params._dummy(), "inputMapping", "{column: tensor}", to_name_map)
     outputMapping: Param[dict[str, str]] = Param(
-        Params._dummy(), "outputMapping", "{tensor: column}", _to_name_map)
+        Params._dummy(), "outputMapping", "{tensor: column}", to_name_map)
     batchSize: Param[int] = Param(
         Params._dummy(), "batchSize", "rows per Session.run", TypeConverters.toInt)
     passthroughColumns: Param[list[str]] = Param(
@@ -389,7 +242,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
             raise ModelError(f"TFModel: batchSize must be at least 1, found {self.getBatchSize()}")
         return self.getExportDir(), mappings[0], mappings[1]
 
-    def check_names(self, columns: Sequence[str]) -> _Names:
+    def check_names(self, columns: Sequence[str]) -> Names:
         """Check every name against the model and the input's column names, reading only the
         model's metadata: the tag set, the signature key, each tensor or alias of the
         mappings, each mapped and pass-through column. No Spark is needed, so the command
@@ -406,8 +259,8 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         if key is not None:
             meta.signature(key)
         passthrough = self.getPassthroughColumns()
-        _check_columns(passthrough, columns, "passthrough")
-        _check_columns(list(inputs), columns, "input")
+        check_columns(passthrough, columns, "passthrough")
+        check_columns(list(inputs), columns, "input")
         feeds: list[tuple[str, TensorSpec]] = []
         fed: dict[str, str] = {}
         for column, name in inputs.items():
@@ -431,7 +284,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
                 f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
                 "inputMapping does not feed; map a column to each"
             )
-        return _Names(export_dir, meta, tuple(feeds), tuple(fetches), tuple(passthrough))
+        return Names(export_dir, meta, tuple(feeds), tuple(fetches), tuple(passthrough))
 
     def plan(self, schema: T.StructType) -> tuple[Plan, T.StructType]:
         """Validate the params against ``schema`` and the model: the worker plan and schema.
@@ -445,7 +298,7 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         feeds = []
         for column, spec in names.feeds:
             tensor_kind(spec.dtype)
-            _check_feed(schema[column], spec)
+            check_feed(schema[column], spec)
             feeds.append(Feed(column, spec.name, spec.dtype, spec.shape))
         fetches = [Fetch(spec.name, column, spec.dtype, spec.shape)
                    for spec, column in names.fetches]

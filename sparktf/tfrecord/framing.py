@@ -26,6 +26,7 @@ import numpy as np
 
 from sparktf import fs, manifest
 from sparktf.errors import TFRecordError
+from sparktf.tfrecord.sniff import UNKNOWN, looks_like
 
 COMPRESSIONS = ("none", "gzip", "zlib")
 EXTENSIONS = {"none": "", "gzip": ".gz", "zlib": ".zlib"}
@@ -170,52 +171,6 @@ def open_records(path: str, compression: str) -> BinaryIO:
     return fs.open_input(path)
 
 
-_SIGNATURES = (  # leading bytes of formats that are mistaken for TFRecord files
-    (b"PAR1", "a Parquet file"),
-    (b"ORC", "an ORC file"),
-    (b"Obj\x01", "an Avro file"),
-    (b"\x1f\x8b", "a gzip file (read it with compression auto or gzip)"),
-    (b"\x89PNG", "a PNG image"),
-    (b"\xff\xd8\xff", "a JPEG image"),
-    (b"PK\x03\x04", "a zip archive"),
-    (b"SQLite format 3", "an SQLite database"),
-)
-
-
-_UNKNOWN = "unknown binary data"
-
-
-def looks_like(head: bytes) -> str:
-    """What a file starting with ``head`` looks like, when it is cheap to tell.
-
-    Examples
-    --------
-    >>> looks_like(b"PAR1\x15\x04")
-    'a Parquet file'
-    >>> looks_like(b'{"image": [0.5]}')
-    'JSON text'
-    """
-    for magic, what in _SIGNATURES:
-        if head.startswith(magic):
-            return what
-    if head[:2] in (b"\x78\x01", b"\x78\x5e", b"\x78\x9c", b"\x78\xda"):
-        return "a zlib stream (read it with compression zlib)"
-    text = head.lstrip()
-    if text[:1] in (b"{", b"[") and _printable(text):
-        return "JSON text"
-    if _printable(text):
-        return "text"
-    return _UNKNOWN
-
-
-def _printable(head: bytes) -> bool:
-    try:
-        decoded = head.decode("utf-8")
-    except UnicodeDecodeError:
-        decoded = head[:-3].decode("utf-8", "ignore")  # a character cut at the end
-    return bool(decoded) and all(c.isprintable() or c in "\r\n\t" for c in decoded)
-
-
 @dataclass(frozen=True)
 class Problem:
     """A corrupt spot in a TFRecord file: where, and what is wrong."""
@@ -227,8 +182,8 @@ class Problem:
     head: bytes = b""  # the file's first bytes, when the framing is wrong from its start
 
     def message(self) -> str:
-        looks = looks_like(self.head) if self.head else _UNKNOWN
-        if looks != _UNKNOWN:  # a file of another format, not a damaged TFRecord file
+        looks = looks_like(self.head) if self.head else UNKNOWN
+        if looks != UNKNOWN:  # a file of another format, not a damaged TFRecord file
             return (f"{self.path} does not look like a TFRecord file: it looks like "
                     f"{looks} ({self.what} at byte 0)")
         return f"{self.path}: record {self.record} at byte offset {self.offset}: {self.what}"
@@ -395,7 +350,7 @@ def first_records(path: str, compression: str, limit: int) -> list[bytes]:
         return out
     for item in scan_records(path, compression):
         if isinstance(item, Problem):
-            if item.head and not out and looks_like(item.head) != _UNKNOWN:
+            if item.head and not out and looks_like(item.head) != UNKNOWN:
                 raise NotTFRecord(item.message())  # not a TFRecord file at all
             break
         out.append(item[2])
