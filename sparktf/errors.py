@@ -13,6 +13,8 @@ True
 from __future__ import annotations
 
 import difflib
+import os
+import socket
 from collections.abc import Iterable
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "ModelError",
     "MappingError",
     "close_matches",
+    "this_host",
 ]
 
 
@@ -64,3 +67,17 @@ def close_matches(name: str, candidates: Iterable[str], *, n: int = 5) -> str:
     shown = ", ".join(repr(c) for c in pool[:20])
     more = f" and {len(pool) - 20} more" if len(pool) > 20 else ""
     return f"known: {shown}{more}" if pool else "there are none"
+
+
+def this_host() -> str:
+    """This machine's name for error messages, with ``SPARK_LOCAL_IP`` when Spark has one
+    (a worker's errors reach the driver: they say on which host a path was missing).
+
+    Examples
+    --------
+    >>> this_host() != ""
+    True
+    """
+    name = socket.gethostname()
+    address = os.environ.get("SPARK_LOCAL_IP", "")
+    return f"{name} ({address})" if address and address != name else name

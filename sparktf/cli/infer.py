@@ -13,7 +13,7 @@ from typing import Any
 
 import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
-from sparktf.errors import SchemaError
+from sparktf.errors import SchemaError, SparkTFError
 from sparktf.spark.session import DAEMON, JAVA_OPTION_KEYS, merge_java_options
 
 log = logging.getLogger(__name__)
@@ -69,6 +69,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no_fuse", action="store_true",
                    help="score through the general DataFrame path instead of reading and "
                    "scoring each file in one task (for comparison)")
+    p.add_argument("--ship_model", action="store_true",
+                   help="copy a driver-local --export_dir to every executor (Spark's file "
+                   "distribution), for executors on other hosts that cannot read it")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
     p.add_argument("--conf", action="append", default=[], metavar="KEY=VALUE",
                    help="Spark configuration, repeatable")
@@ -144,28 +147,45 @@ def _write(df: Any, args: argparse.Namespace) -> None:
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
+    rows = Observation("sparktf-rows")  # counted as the job runs, compared with the files
+    df = df.observe(rows, F.count(F.lit(1)).alias("rows"))
     writer = df.write.mode("error").format(args.output_format)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
     with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
         writer.save(staging)
+        _check_visible(staging, args, int(rows.get["rows"]))
 
 
-def _count(args: argparse.Namespace) -> int:
-    """Rows written, read off the committed files (no Spark job)."""
-    from pathlib import Path
+def _check_visible(staging: str, args: argparse.Namespace, written: int) -> None:
+    """Refuse a result whose files the driver does not see: executors on other hosts write
+    ``--output`` on their own disks when it is not shared, and Spark's commit then publishes
+    an empty folder."""
+    visible = _count(staging, args.output_format)
+    if visible != written:
+        raise SparkTFError(
+            f"--output {args.output}: the executors wrote {written} rows but the driver's "
+            f"host sees {visible}: executors on other hosts write their part files "
+            "themselves, so --output must be a folder every host sees at the same path (a "
+            "shared filesystem) or remote storage")
 
-    out = Path(args.output)
-    if args.output_format == "parquet":
+
+def _count(path: str, output_format: str) -> int:
+    """Rows in the output folder ``path``, read off its files (no Spark job)."""
+    out = Path(path)
+    if output_format == "parquet":
         import pyarrow.parquet as pq
 
         return sum(pq.ParquetFile(p).metadata.num_rows for p in out.glob("part-*.parquet"))
-    if args.output_format == "tfrecord":
+    if output_format == "tfrecord":
         from sparktf.tfrecord.framing import resolve_compression, scan_records
 
         return sum(1 for p in out.glob("part-*") for _ in scan_records(
             str(p), resolve_compression(str(p), None)))
-    header = 1 if args.output_format == "csv" else 0
+    header = 1 if output_format == "csv" else 0
     total = 0
     for part in out.glob("part-*"):
         with open(part, "rb") as handle:
@@ -202,7 +222,7 @@ def run(args: argparse.Namespace) -> int:
             exportDir=args.export_dir, tagSet=args.tag_set,
             signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
             outputMapping=output_mapping, batchSize=args.batch_size, passthroughColumns=keep,
-            fuseScan=not args.no_fuse,
+            fuseScan=not args.no_fuse, shipModel=args.ship_model,
         )
         model.check_names(scan.columns)  # model and mapping mistakes, before any Spark job
         spark = starting.session()
@@ -270,7 +290,7 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
             scored.printSchema()
             sys.stdout.flush()
         _write(scored, args)
-    rows = _count(args)
+    rows = _count(args.output, args.output_format)
     seconds = time.perf_counter() - started
     print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,
           flush=True)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql.datasource import WriterCommitMessage
 
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, this_host
 
 TEMPORARY = "_temporary"
 SUCCESS = "_SUCCESS"
@@ -31,6 +31,7 @@ class TaskCommit(WriterCommitMessage):
     final: str | None
     records: int
     skipped: list[str] = field(default_factory=list)
+    host: str = ""  #: where the task ran (for errors about files the driver cannot see)
 
 
 def staging_dir(out: str, job: str) -> str:
@@ -61,6 +62,12 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> st
     except FileExistsError:
         pass
     except FileNotFoundError:
+        if not os.path.isdir(out):
+            raise TFRecordError(
+                f"output path {out} does not exist on executor host {this_host()}: executors "
+                "write their part files into it themselves, so it must be a folder every "
+                "host sees at the same path (a shared filesystem) or remote storage"
+            ) from None
         raise TFRecordError(
             f"output path {out}: job {job} has already been committed or aborted; this task "
             f"attempt (partition {partition}, attempt {attempt}) writes nothing"
@@ -76,7 +83,18 @@ def visible_entries(out: str) -> list[str]:
 
 
 def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool) -> int:
-    """Publish the staged files of ``messages``; returns the number of records committed."""
+    """Publish the staged files of ``messages``; returns the number of records committed.
+
+    Every staged file must be visible here (on the driver) before anything is published: a
+    task that ran on another host and wrote to that host's own disk is an error.
+    """
+    for message in messages:
+        if message is not None and message.staged and not os.path.isfile(message.staged):
+            raise TFRecordError(
+                f"output path {out}: the part file {message.staged} written on executor host "
+                f"{message.host or 'unknown'} is not visible on the driver's host "
+                f"{this_host()}: the output must be a folder every host sees at the same path "
+                "(a shared filesystem) or remote storage")
     if overwrite:
         for entry in visible_entries(out):
             target = os.path.join(out, entry)

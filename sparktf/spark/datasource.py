@@ -29,7 +29,7 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, this_host
 from sparktf.spark import commit
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame, list_data_files
@@ -150,7 +150,8 @@ class TFRecordWriter(DataSourceArrowWriter):
         finally:
             if writer is not None:
                 writer.close()
-        return commit.TaskCommit(staged=staged, final=name if staged else None, records=count)
+        return commit.TaskCommit(staged=staged, final=name if staged else None, records=count,
+                                 host=this_host())
 
     def commit(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]
         total = commit.commit_job(self.path, self.job, messages, overwrite=self.overwrite)

@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from sparktf._tf import freeze_survivors, tensorflow
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, this_host
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression, scan_records
 from sparktf.tfrecord.options import ReadSettings
@@ -36,6 +36,11 @@ def _faults(tf: object) -> tuple[type[Exception], ...]:
 
 def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[pa.RecordBatch]:
     """Yield the records of ``path`` as Arrow batches of at most ``settings.batch_size`` rows."""
+    if not os.path.exists(path):
+        raise TFRecordError(
+            f"input file {path} does not exist on host {this_host()}: executors read their "
+            "input files themselves, so inputs must be on a path every host reads (a shared "
+            "filesystem) or on remote storage")
     tf = tensorflow()
     freeze_survivors()
     compression = resolve_compression(path, settings.compression)
