@@ -9,9 +9,9 @@ shared filesystem). Results are compared with the model computed by numpy, row b
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
-import textwrap
 import time
 from pathlib import Path
 
@@ -133,34 +133,76 @@ def test_spark_submit_client_mode(cluster, digits, mnist_export, tmp_path) -> No
 
 
 SCRIPT = """
-import sys
+import contextlib, io, json, sys
 from pyspark.sql import SparkSession
 import sparktf
+from sparktf.cli.main import main
 
-master, model, inputs, out = sys.argv[1:5]
+master, model, shared, local, report_path = sys.argv[1:6]
+confs = sys.argv[6:]
 builder = SparkSession.builder.master(master).appName("multihost script")
-for pair in sys.argv[5:]:
+for pair in confs:
     builder = builder.config(*pair.split("=", 1))
 spark = sparktf.configure_session(builder).getOrCreate()
-df = sparktf.read_tfrecords(spark, inputs, schema_hint="{hint}")
-scored = sparktf.TFModel(exportDir=model, shipModel=True, inputMapping={{"image": "x"}},
-                         outputMapping={{"prediction": "prediction", "Relu": "features"}},
-                         passthroughColumns=["id"]).transform(df)
-sparktf.write_tfrecords(scored, out)
+report = {}
+
+
+def score(inputs, out, ship=True):
+    df = sparktf.read_tfrecords(spark, inputs, schema_hint="%(hint)s")
+    scorer = sparktf.TFModel(exportDir=model, shipModel=ship, inputMapping={"image": "x"},
+                             outputMapping={"prediction": "prediction", "Relu": "features"},
+                             passthroughColumns=["id"])
+    sparktf.write_tfrecords(scorer.transform(df), out)
+
+
+def step(name, fn, *args, **kwargs):
+    try:
+        fn(*args, **kwargs)
+        report[name] = "ok"
+    except Exception as exc:
+        report[name] = f"{type(exc).__name__}: {exc}"
+
+
+step("shipped", score, shared + "/input", shared + "/out-script")
+step("unshipped", score, shared + "/input", shared + "/out-unshipped", ship=False)
+step("driver_only_input", score, local + "/input", shared + "/out-local-input")
+step("driver_only_output", score, shared + "/input", local + "/out-tfrecord")
+err = io.StringIO()
+with contextlib.redirect_stderr(err):
+    code = main(["infer", "--master", master, "--ship_model", "--export_dir", model,
+                 "--input", shared + "/input", "--schema_hint", "%(hint)s",
+                 "--input_mapping", '{"image": "x"}',
+                 "--output_mapping", '{"prediction": "prediction"}',
+                 "--output", local + "/out-json"] + [a for c in confs for a in ("--conf", c)])
+report["cli_driver_only_output"] = [code, err.getvalue().strip().splitlines()[-1]]
+with open(report_path, "w") as handle:
+    json.dump(report, handle)
 spark.stop()
 """
 
 
-def test_pyspark_script(cluster, digits, mnist_export, tmp_path) -> None:
+@pytest.fixture(scope="module")
+def script(cluster, digits, mnist_export, tmp_path_factory) -> tuple[dict, Path]:
+    """A PySpark script on the driver host: one session, one scoring job per step (the
+    first with exact results, the others meeting paths only the driver sees); the report
+    of each step and the script's temp folder."""
+    local = tmp_path_factory.mktemp("driver")
+    shutil.copytree(digits[0], local / "input")
+    path = local / "score.py"
+    path.write_text(SCRIPT % {"hint": HINT})
+    code, err = _finish(cluster.driver(
+        [sys.executable, str(path), cluster.url, str(mnist_export), str(cluster.shared),
+         str(local), str(local / "report.json"), *CONFS, "spark.task.maxFailures=1"],
+        cwd=local))
+    assert code == 0, err[-3000:]
+    return json.loads((local / "report.json").read_text()), local
+
+
+def test_pyspark_script(cluster, digits, script) -> None:
     from sparktf._tf import example_pb2, tensorflow
 
-    script = tmp_path / "score.py"
-    script.write_text(textwrap.dedent(SCRIPT.format(hint=HINT)))
+    assert script[0]["shipped"] == "ok"
     out = cluster.shared / "out-script"
-    code, err = _finish(cluster.driver(
-        [sys.executable, str(script), cluster.url, str(mnist_export), str(digits[0]),
-         str(out), *CONFS], cwd=tmp_path))
-    assert code == 0, err[-3000:]
     assert (out / "_SUCCESS").exists()
     tf, pb = tensorflow(), example_pb2()
     rows = []
@@ -172,30 +214,44 @@ def test_pyspark_script(cluster, digits, mnist_export, tmp_path) -> None:
     _check(rows, digits[1])
 
 
-def test_unshipped_driver_local_model_is_named(cluster, digits, mnist_export,
-                                               tmp_path) -> None:
-    code, err = _finish(_infer(cluster, tmp_path, mnist_export, digits[0],
-                               cluster.shared / "out-unshipped",
-                               "--conf", "spark.task.maxFailures=1"))
-    last = err.strip().splitlines()[-1]
-    assert code == 1, err[-3000:]
-    assert f"SavedModel directory '{mnist_export}' does not exist on executor host" in last
-    assert cluster.hostname("w1") in last or cluster.hostname("w2") in last
-    assert "--ship_model" in last
+def _worker_host(cluster: MultiHost, message: str) -> bool:
+    return cluster.hostname("w1") in message or cluster.hostname("w2") in message
+
+
+def test_unshipped_driver_local_model_is_named(cluster, mnist_export, script) -> None:
+    message = script[0]["unshipped"]
+    assert message.startswith(f"ModelError: SavedModel directory '{mnist_export}' does not "
+                              "exist on executor host"), message
+    assert _worker_host(cluster, message) and "shipModel=True" in message
     assert not (cluster.shared / "out-unshipped").exists()
 
 
-def test_driver_only_output_is_refused(cluster, digits, mnist_export, tmp_path) -> None:
-    """Executors write a driver-only --output on their own disks: Spark's commit would
-    publish an empty folder with _SUCCESS; infer refuses it and leaves no output."""
-    out = tmp_path / "out"
-    code, err = _finish(_infer(cluster, tmp_path, mnist_export, digits[0], out,
-                               "--ship_model"))
-    last = err.strip().splitlines()[-1]
-    assert code == 1, err[-3000:]
+def test_driver_only_input_is_named(cluster, script) -> None:
+    message = script[0]["driver_only_input"]
+    local = script[1] / "input"
+    assert message.startswith(f"TFRecordError: input file {local}/part-"), message
+    assert "does not exist on host" in message and _worker_host(cluster, message)
+    assert "shared filesystem" in message and "remote storage" in message
+    assert not (cluster.shared / "out-local-input").exists()
+
+
+def test_driver_only_tfrecord_output_is_named(cluster, script) -> None:
+    message = script[0]["driver_only_output"]
+    out = script[1] / "out-tfrecord"
+    assert message.startswith(f"TFRecordError: output path {out} does not exist on executor "
+                              "host"), message
+    assert _worker_host(cluster, message) and "shared filesystem" in message
+    assert not out.exists()
+
+
+def test_driver_only_json_output_is_refused(script) -> None:
+    """Executors write a driver-only --output on their own disks, and Spark's commit would
+    publish an empty folder with _SUCCESS: infer refuses it and leaves no output."""
+    code, last = script[0]["cli_driver_only_output"]
+    assert code == 1
     assert f"the executors wrote {ROWS} rows but the driver's host sees 0" in last
     assert "shared filesystem" in last
-    assert not out.exists()
+    assert not (script[1] / "out-json").exists()
 
 
 def test_commit_refuses_part_files_the_driver_cannot_see(tmp_path) -> None:
