@@ -265,6 +265,13 @@ def test_commit_refuses_part_files_the_driver_cannot_see(tmp_path) -> None:
     assert not (out / commit.SUCCESS).exists()
 
 
+def test_task_on_a_host_without_the_output_folder_is_named(tmp_path) -> None:
+    out = tmp_path / "elsewhere"  # the driver's folder, which this "host" does not have
+    with pytest.raises(TFRecordError, match=rf"^output path {out} does not exist on executor "
+                       r"host .* \(the driver runs on driver-host\): .* shared filesystem"):
+        commit.task_path(str(out), "job", 0, 0, "part-0", driver_host="driver-host")
+
+
 def test_a_worker_host_dies_mid_job(cluster, digits, mnist_export, tmp_path) -> None:
     """Runs last: w2 is gone afterwards. Its processes are killed while its first task
     runs; the job finishes on w1 with every row exactly once."""

@@ -49,12 +49,15 @@ def start_job(out: str, job: str) -> None:
         ) from None
 
 
-def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> str:
+def task_path(out: str, job: str, partition: int, attempt: int, name: str, *,
+              driver_host: str = "") -> str:
     """A fresh staging path for one task attempt's file.
 
     The job's staging directory must still exist: once the job is committed or aborted it is
     gone, and a late attempt (a task whose job failed while it started, or a zombie of a
-    killed worker) must not leave files behind, so it fails here instead.
+    killed worker) must not leave files behind, so it fails here instead. On a host other
+    than ``driver_host`` (the driver's :func:`~sparktf.errors.this_host`) a missing ``out``
+    means that this host does not see the driver's output folder.
     """
     folder = os.path.join(staging_dir(out, job), f"{partition:05d}-{attempt}")
     try:
@@ -62,9 +65,11 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> st
     except FileExistsError:
         pass
     except FileNotFoundError:
-        if not os.path.isdir(out):
+        here = this_host()
+        if driver_host and driver_host != here and not os.path.isdir(out):
             raise TFRecordError(
-                f"output path {out} does not exist on executor host {this_host()}: executors "
+                f"output path {out} does not exist on executor host {here} (the driver "
+                f"runs on {driver_host}): executors "
                 "write their part files into it themselves, so it must be a folder every "
                 "host sees at the same path (a shared filesystem) or remote storage"
             ) from None

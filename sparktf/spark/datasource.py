@@ -125,6 +125,7 @@ class TFRecordWriter(DataSourceArrowWriter):
         self.record_type, self.compression = settings.record_type, settings.compression
         self.schema, self.overwrite = schema, overwrite
         self.job = uuid.uuid4().hex[:12]
+        self.driver_host = this_host()  # built on the driver's machine, pickled to tasks
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
         commit.start_job(self.path, self.job)  # tasks stage only while this exists
 
@@ -143,7 +144,8 @@ class TFRecordWriter(DataSourceArrowWriter):
                 if batch.num_rows == 0:
                     continue
                 if writer is None:
-                    staged = commit.task_path(self.path, self.job, partition, attempt, name)
+                    staged = commit.task_path(self.path, self.job, partition, attempt, name,
+                                              driver_host=self.driver_host)
                     writer = RecordFileWriter(staged, self.compression)
                 writer.write_framed(b"".join(map(frame, encoder.encode(batch))))
                 count += batch.num_rows
