@@ -25,6 +25,7 @@ __all__ = [
     "MappingError",
     "close_matches",
     "this_host",
+    "is_this_host",
 ]
 
 
@@ -81,3 +82,15 @@ def this_host() -> str:
     name = socket.gethostname()
     address = os.environ.get("SPARK_LOCAL_IP", "")
     return f"{name} ({address})" if address and address != name else name
+
+
+def is_this_host(described: str) -> bool:
+    """Whether ``described`` (a :func:`this_host` text from another process) names this
+    machine; only the host names are compared.
+
+    Examples
+    --------
+    >>> is_this_host(this_host()), is_this_host("elsewhere (10.0.0.7)")
+    (True, False)
+    """
+    return described.partition(" (")[0] == socket.gethostname()

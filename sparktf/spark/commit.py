@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql.datasource import WriterCommitMessage
 
-from sparktf.errors import TFRecordError, this_host
+from sparktf.errors import TFRecordError, is_this_host, this_host
 
 TEMPORARY = "_temporary"
 SUCCESS = "_SUCCESS"
@@ -66,7 +66,7 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str, *,
         pass
     except FileNotFoundError:
         here = this_host()
-        if driver_host and driver_host != here and not os.path.isdir(out):
+        if driver_host and not is_this_host(driver_host) and not os.path.isdir(out):
             raise TFRecordError(
                 f"output path {out} does not exist on executor host {here} (the driver "
                 f"runs on {driver_host}): executors "
