@@ -87,6 +87,8 @@ class MultiHost:
         """The driver's environment: no loopback address of the test session's own."""
         env = {k: v for k, v in self.env.items() if not k.startswith("SPARK_")}
         env["SPARK_HOME"] = str(SPARK_HOME)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(ROOT), *filter(None, [self.env.get("PYTHONPATH")])])
         return env
 
     def pids(self, host: str) -> list[int]:
@@ -134,7 +136,11 @@ def _cmdline(pid: int) -> str:
 
 
 def _alive(pid: int) -> bool:
-    return Path(f"/proc/{pid}").exists()
+    """Whether ``pid`` runs (a zombie, killed but not yet reaped, does not)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
 
 
 def _remove_netns(name: str) -> None:
@@ -165,7 +171,7 @@ def clean_leftovers() -> None:
 
 def _owner_alive(rest: str) -> bool:
     owner = rest.split("-", 1)[0]
-    return owner.isdigit() and int(owner) != os.getpid() and _alive(int(owner))
+    return owner.isdigit() and _alive(int(owner))
 
 
 def _link(hub: str, ns: str, port: str, address: str) -> None:

@@ -9,6 +9,7 @@ shared filesystem). Results are compared with the model computed by numpy, row b
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -21,7 +22,16 @@ import pytest
 from sparktf.errors import TFRecordError
 from sparktf.spark import commit
 from tests.models import mnist_numpy
-from tests.multihost import ROOT, MultiHost, multihost, unavailable
+from tests.multihost import (
+    PREFIX,
+    ROOT,
+    STATE,
+    STATE_PREFIX,
+    MultiHost,
+    clean_leftovers,
+    multihost,
+    unavailable,
+)
 
 pytestmark = pytest.mark.multihost
 
@@ -263,6 +273,31 @@ def test_commit_refuses_part_files_the_driver_cannot_see(tmp_path) -> None:
                        "visible on the driver's host"):
         commit.commit_job(str(out), "job", [message], overwrite=False)
     assert not (out / commit.SUCCESS).exists()
+
+
+def test_leftovers_of_a_dead_run_are_removed() -> None:
+    """Namespaces (and what runs in them) and state folders whose creating process is gone
+    are removed by the next run; those of a live process are kept."""
+    reason = unavailable()
+    if reason:
+        pytest.skip(reason)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    names = [f"{PREFIX}{dead.pid}-test00-w1", f"{PREFIX}{os.getpid()}-test00-w1"]
+    for name in names:
+        subprocess.run(["ip", "netns", "add", name], check=True)
+    sleeper = subprocess.Popen(["ip", "netns", "exec", names[0], "sleep", "300"])
+    folder = STATE / f"{STATE_PREFIX}{dead.pid}-test00"
+    (folder / "logs").mkdir(parents=True)
+    try:
+        clean_leftovers()
+        listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        assert names[0] not in listed and names[1] in listed
+        assert sleeper.wait(timeout=15) != 0 and not folder.exists()
+    finally:
+        sleeper.kill()
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def test_task_on_a_host_without_the_output_folder_is_named(tmp_path) -> None:
