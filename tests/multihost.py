@@ -76,7 +76,7 @@ class MultiHost:
     def hostname(self, host: str) -> str:
         return self.names[host]
 
-    def driver(self, args: Sequence[str], *, cwd: Path, timeout: float = 300,
+    def driver(self, args: Sequence[str], *, cwd: Path,
                env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start ``args`` on the driver host (stdout and stderr piped, text)."""
         return subprocess.Popen(["ip", "netns", "exec", self.names["driver"], *args],
