@@ -132,24 +132,24 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool) -
     return spark
 
 
-def _write(df: Any, args: argparse.Namespace) -> None:
-    """Write the predictions; a failed job leaves ``--output`` exactly as it was."""
+def _write(df: Any, args: argparse.Namespace) -> int:
+    """Write the predictions; the rows written. A failed job leaves ``--output`` exactly as
+    it was."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     from sparktf.spark.output import staged_output
 
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode)
-        return
+        return _count(args.output, args.output_format)
     if args.output_format == "csv":
-        from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType
 
         df = df.select([
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
-    from pyspark.sql import Observation
-    from pyspark.sql import functions as F
-
     rows = Observation("sparktf-rows")  # counted as the job runs, compared with the files
     df = df.observe(rows, F.count(F.lit(1)).alias("rows"))
     writer = df.write.mode("error").format(args.output_format)
@@ -157,10 +157,10 @@ def _write(df: Any, args: argparse.Namespace) -> None:
         writer = writer.option("header", "true")
     with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
         writer.save(staging)
-        _check_visible(staging, args, int(rows.get["rows"]))
+        return _check_visible(staging, args, int(rows.get["rows"]))
 
 
-def _check_visible(staging: str, args: argparse.Namespace, written: int) -> None:
+def _check_visible(staging: str, args: argparse.Namespace, written: int) -> int:
     """Refuse a result whose files the driver does not see: executors on other hosts write
     ``--output`` on their own disks when it is not shared, and Spark's commit then publishes
     an empty folder."""
@@ -171,6 +171,7 @@ def _check_visible(staging: str, args: argparse.Namespace, written: int) -> None
             f"host sees {visible}: executors on other hosts write their part files "
             "themselves, so --output must be a folder every host sees at the same path (a "
             "shared filesystem) or remote storage")
+    return visible
 
 
 def _count(path: str, output_format: str) -> int:
@@ -289,8 +290,7 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
             print("output:")
             scored.printSchema()
             sys.stdout.flush()
-        _write(scored, args)
-    rows = _count(args.output, args.output_format)
+        rows = _write(scored, args)
     seconds = time.perf_counter() - started
     print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,
           flush=True)
