@@ -8,7 +8,7 @@ export PYSPARK_PYTHON := $(abspath $(PY))
 export PYSPARK_DRIVER_PYTHON := $(abspath $(PY))
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup test demo bench lint clean
+.PHONY: setup test test-multihost demo bench lint clean
 
 setup: $(STAMP)
 
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(PY) -m pytest -q
+
+# master and two workers in network and mount namespaces (needs root; skipped otherwise)
+test-multihost: setup
+	$(PY) -m pytest -q -m multihost tests/test_multihost.py
 
 demo: setup
 	$(PY) examples/mnist/demo.py

@@ -13,6 +13,8 @@ True
 from __future__ import annotations
 
 import difflib
+import os
+import socket
 from collections.abc import Iterable
 
 __all__ = [
@@ -23,6 +25,8 @@ __all__ = [
     "MappingError",
     "StorageError",
     "close_matches",
+    "this_host",
+    "is_this_host",
 ]
 
 
@@ -69,3 +73,29 @@ def close_matches(name: str, candidates: Iterable[str], *, n: int = 5) -> str:
 
 class StorageError(SparkTFError):
     """A path or URL is malformed, names an unknown scheme, or its store cannot be reached."""
+
+
+def this_host() -> str:
+    """This machine's name for error messages, with ``SPARK_LOCAL_IP`` when Spark has one
+    (a worker's errors reach the driver: they say on which host a path was missing).
+
+    Examples
+    --------
+    >>> this_host() != ""
+    True
+    """
+    name = socket.gethostname()
+    address = os.environ.get("SPARK_LOCAL_IP", "")
+    return f"{name} ({address})" if address and address != name else name
+
+
+def is_this_host(described: str) -> bool:
+    """Whether ``described`` (a :func:`this_host` text from another process) names this
+    machine; only the host names are compared.
+
+    Examples
+    --------
+    >>> is_this_host(this_host()), is_this_host("elsewhere (10.0.0.7)")
+    (True, False)
+    """
+    return described.partition(" (")[0] == socket.gethostname()

@@ -14,7 +14,7 @@ from typing import Any
 
 import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
-from sparktf.errors import SchemaError
+from sparktf.errors import SchemaError, SparkTFError
 from sparktf.spark.compat import set_log_level
 from sparktf.spark.session import DAEMON, JAVA_OPTION_KEYS, merge_java_options
 
@@ -71,6 +71,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--no_fuse", action="store_true",
                    help="score through the general DataFrame path instead of reading and "
                    "scoring each file in one task (for comparison)")
+    p.add_argument("--ship_model", action="store_true",
+                   help="copy a driver-local --export_dir to every executor (Spark's file "
+                   "distribution), for executors on other hosts that cannot read it")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
     p.add_argument("--remote", default=os.environ.get("SPARK_REMOTE") or None,
                    metavar="sc://HOST:PORT",
@@ -186,57 +189,81 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
             "--output_format tfrecord or parquet, which sparktf writes itself") from None
 
 
-def _write(df: Any, args: argparse.Namespace, *, on_server: bool = False) -> None:
-    """Write the predictions; a failed job leaves a local ``--output`` exactly as it was.
-    ``on_server``: the path is a Spark Connect server's, written by Spark's writer there."""
+def _write(df: Any, args: argparse.Namespace, *, on_server: bool = False) -> int | None:
+    """Write the predictions; the rows written. A failed job leaves a local ``--output``
+    exactly as it was. ``on_server``: the path is a Spark Connect server's, written by
+    Spark's writer there (the rows are then counted there: None here)."""
+    from pyspark.sql import Observation
+    from pyspark.sql import functions as F
+
     from sparktf import fs
     from sparktf.spark.output import staged_output
 
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode)
-        return
+        return _count(args.output, args.output_format)
     if args.output_format == "parquet" and fs.is_remote(args.output):
         from sparktf.spark.parquet_out import write_parquet
 
         write_parquet(df, args.output, overwrite=args.mode == "overwrite")
-        return
+        return _count(args.output, args.output_format)
     if args.output_format == "csv":
-        from pyspark.sql import functions as F
         from pyspark.sql.types import ArrayType
 
         df = df.select([
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
+    if not on_server:
+        rows = Observation("sparktf-rows")  # counted as the job runs, compared with the files
+        df = df.observe(rows, F.count(F.lit(1)).alias("rows"))
     writer = df.write.format(args.output_format)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
-    if on_server or fs.is_remote(args.output):  # the connector's or server's own protocol
+    if on_server:  # the server's path, written and counted there
         writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
-        return
+        return None
+    if fs.is_remote(args.output):  # the connector's own protocol
+        writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
+        return _count(args.output, args.output_format)
     with staged_output(args.output, overwrite=args.mode == "overwrite") as staging:
         writer.mode("error").save(staging)
+        return _check_visible(staging, args, int(rows.get["rows"]))
 
 
-def _count(args: argparse.Namespace) -> int:
-    """Rows written, read off the committed files (no Spark job): the manifest's counts on
-    an object store, else the part files."""
+def _check_visible(staging: str, args: argparse.Namespace, written: int) -> int:
+    """Refuse a result whose files the driver does not see: executors on other hosts write
+    ``--output`` on their own disks when it is not shared, and Spark's commit then publishes
+    an empty folder."""
+    visible = _count(staging, args.output_format)
+    if visible != written:
+        raise SparkTFError(
+            f"--output {args.output}: the executors wrote {written} rows but the driver's "
+            f"host sees {visible}: executors on other hosts write their part files "
+            "themselves, so --output must be a folder every host sees at the same path (a "
+            "shared filesystem) or remote storage")
+    return visible
+
+
+def _count(path: str, output_format: str) -> int:
+    """Rows in the output folder ``path``, read off its files (no Spark job): the
+    manifest's counts on an object store, else the part files."""
     from sparktf import fs, manifest
 
-    entries = manifest.read(args.output) if fs.is_remote(args.output) else None
+    entries = manifest.read(path) if fs.is_remote(path) else None
     if entries is not None and all(e.records is not None for e in entries):
         return sum(int(e.records or 0) for e in entries)
-    parts = [fs.child(args.output, n) for n in fs.entries(args.output) if n.startswith("part-")]
-    if args.output_format == "parquet":
+    parts = [fs.child(path, n) for n in fs.entries(path) if n.startswith("part-")]
+    if output_format == "parquet":
         import pyarrow.parquet as pq
 
         where = [fs.parse(p) for p in parts]
         return sum(pq.read_metadata(w.path, filesystem=w.filesystem()).num_rows for w in where)
-    if args.output_format == "tfrecord":
+    if output_format == "tfrecord":
         from sparktf.tfrecord.framing import resolve_compression, scan_records
 
         return sum(1 for p in parts for _ in scan_records(p, resolve_compression(p, None)))
-    header = 1 if args.output_format == "csv" else 0
+    header = 1 if output_format == "csv" else 0
     total = 0
     for part in parts:
         with fs.open_input(part) as handle:
@@ -282,7 +309,7 @@ def run(args: argparse.Namespace) -> int:
             exportDir=args.export_dir, tagSet=args.tag_set,
             signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
             outputMapping=output_mapping, batchSize=args.batch_size, passthroughColumns=keep,
-            fuseScan=not args.no_fuse,
+            fuseScan=not args.no_fuse, shipModel=args.ship_model,
         )
         model.check_names(scan.columns)  # model and mapping mistakes, before any Spark job
         spark = starting.session()
@@ -350,8 +377,7 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
             print("output:")
             scored.printSchema()
             sys.stdout.flush()
-        _write(scored, args)
-    rows = _count(args)
+        rows = _write(scored, args)
     seconds = time.perf_counter() - started
     print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,
           flush=True)

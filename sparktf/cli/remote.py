@@ -70,6 +70,7 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
                 signatureDefKey=args.signature_def_key, inputMapping=input_mapping,
                 outputMapping=output_mapping, batchSize=args.batch_size,
                 passthroughColumns=keep, fuseScan=not args.no_fuse,
+                shipModel=args.ship_model,
             )
             model.check_names(scan.columns)
             spark_args = copy.copy(args)

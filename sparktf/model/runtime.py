@@ -35,7 +35,7 @@ import numpy as np
 import pyarrow as pa
 
 from sparktf._tf import freeze_survivors, tensorflow
-from sparktf.errors import ModelError
+from sparktf.errors import ModelError, this_host
 from sparktf.model.convert import Shape, check_batch_dim, to_arrow, to_tensor
 from sparktf.model.metadata import fingerprint, saved_model_file
 
@@ -189,6 +189,12 @@ def clear_cache() -> None:
 
 def _model_dir(plan: Plan) -> str:
     if plan.archive is None:
+        if not os.path.exists(plan.export_dir):
+            raise ModelError(
+                f"SavedModel directory {plan.export_dir!r} does not exist on executor host "
+                f"{this_host()}: executors load exportDir themselves, so it must be a path "
+                "every host can read; ship a driver-local model with shipModel=True "
+                "(sparktf infer --ship_model) or put it on storage every host reaches")
         return plan.export_dir
     from pyspark import SparkFiles
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from pyspark.sql.datasource import WriterCommitMessage
 
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, is_this_host, this_host
 
 TEMPORARY = "_temporary"
 SUCCESS = "_SUCCESS"
@@ -33,6 +33,7 @@ class TaskCommit(WriterCommitMessage):
     records: int
     skipped: list[str] = field(default_factory=list)
     size: int = 0
+    host: str = ""  #: where the task ran (for errors about files the driver cannot see)
 
 
 def staging_dir(out: str, job: str) -> str:
@@ -50,12 +51,15 @@ def start_job(out: str, job: str) -> None:
         ) from None
 
 
-def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> str:
+def task_path(out: str, job: str, partition: int, attempt: int, name: str, *,
+              driver_host: str = "") -> str:
     """A fresh staging path for one task attempt's file.
 
     The job's staging directory must still exist: once the job is committed or aborted it is
     gone, and a late attempt (a task whose job failed while it started, or a zombie of a
-    killed worker) must not leave files behind, so it fails here instead.
+    killed worker) must not leave files behind, so it fails here instead. On a host other
+    than ``driver_host`` (the driver's :func:`~sparktf.errors.this_host`) a missing ``out``
+    means that this host does not see the driver's output folder.
     """
     folder = os.path.join(staging_dir(out, job), f"{partition:05d}-{attempt}")
     try:
@@ -63,6 +67,14 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str) -> st
     except FileExistsError:
         pass
     except FileNotFoundError:
+        here = this_host()
+        if driver_host and not is_this_host(driver_host) and not os.path.isdir(out):
+            raise TFRecordError(
+                f"output path {out} does not exist on executor host {here} (the driver "
+                f"runs on {driver_host}): executors "
+                "write their part files into it themselves, so it must be a folder every "
+                "host sees at the same path (a shared filesystem) or remote storage"
+            ) from None
         raise TFRecordError(
             f"output path {out}: job {job} has already been committed or aborted; this task "
             f"attempt (partition {partition}, attempt {attempt}) writes nothing"
@@ -84,7 +96,18 @@ def visible_entries(out: str) -> list[str]:
 
 
 def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool) -> int:
-    """Publish the staged files of ``messages``; returns the number of records committed."""
+    """Publish the staged files of ``messages``; returns the number of records committed.
+
+    Every staged file must be visible here (on the driver) before anything is published: a
+    task that ran on another host and wrote to that host's own disk is an error.
+    """
+    for message in messages:
+        if message is not None and message.staged and not os.path.isfile(message.staged):
+            raise TFRecordError(
+                f"output path {out}: the part file {message.staged} written on executor host "
+                f"{message.host or 'unknown'} is not visible on the driver's host "
+                f"{this_host()}: the output must be a folder every host sees at the same path "
+                "(a shared filesystem) or remote storage")
     if overwrite:
         for entry in visible_entries(out):
             target = os.path.join(out, entry)

@@ -30,7 +30,7 @@ from pyspark.sql.datasource import (
 from pyspark.sql.types import StructType
 
 from sparktf import fs
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, this_host
 from sparktf.spark import commit, objcommit
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame, list_data_files
@@ -127,6 +127,7 @@ class TFRecordWriter(DataSourceArrowWriter):
         self.record_type, self.compression = settings.record_type, settings.compression
         self.schema, self.overwrite = schema, overwrite
         self.job = uuid.uuid4().hex[:12]
+        self.driver_host = this_host()  # built on the driver's machine, pickled to tasks
         Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
         if self.remote:
             objcommit.start_job(self.path, self.job)  # tasks upload only while it is open
@@ -150,14 +151,16 @@ class TFRecordWriter(DataSourceArrowWriter):
                 if batch.num_rows == 0:
                     continue
                 if writer is None:
-                    staged = commit.task_path(self.path, self.job, partition, attempt, name)
+                    staged = commit.task_path(self.path, self.job, partition, attempt, name,
+                                              driver_host=self.driver_host)
                     writer = RecordFileWriter(staged, self.compression)
                 writer.write_framed(b"".join(map(frame, encoder.encode(batch))))
                 count += batch.num_rows
         finally:
             if writer is not None:
                 writer.close()
-        return commit.TaskCommit(staged=staged, final=name if staged else None, records=count)
+        return commit.TaskCommit(staged=staged, final=name if staged else None, records=count,
+                                 host=this_host())
 
     def _write_remote(self, iterator: Iterator[pa.RecordBatch], partition: int,
                       attempt: int) -> commit.TaskCommit:

@@ -30,8 +30,8 @@ def run_on_server(spark: Any, fn: Callable[..., Any], **kwargs: Any) -> Any:
 
     Examples
     --------
-    >>> run_on_server(spark, output_state, path="/tmp")  # doctest: +SKIP
-    {'entries': ..., 'not_a_directory': False}
+    >>> run_on_server(spark, output_state, path=tmp)  # any session: one task where tasks run
+    {'entries': 0, 'exists': True, 'not_a_directory': False}
     """
     from sparktf.spark.errors import reraise
 

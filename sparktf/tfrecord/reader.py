@@ -20,7 +20,7 @@ import pyarrow as pa
 
 from sparktf import fs
 from sparktf._tf import freeze_survivors, tensorflow
-from sparktf.errors import TFRecordError
+from sparktf.errors import TFRecordError, this_host
 from sparktf.scratch import scratch_file
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression, scan_records
@@ -45,6 +45,11 @@ def read_file(path: str, decoder: Decoder, settings: ReadSettings) -> Iterator[p
     it through Python: see the README), then removed; messages name the URL.
     """
     if not fs.is_remote(path):
+        if not os.path.exists(path):
+            raise TFRecordError(
+                f"input file {path} does not exist on host {this_host()}: executors read their "
+                "input files themselves, so inputs must be on a path every host reads (a shared "
+                "filesystem) or on remote storage (s3://, gs://, abfs://, hdfs://)")
         yield from _read_local(path, decoder, settings, path)
         return
     with scratch_file("stage", ".tfrecord") as local:
