@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from sparktf import fs
 from sparktf._tf import freeze_survivors, tensorflow
 from sparktf.errors import ModelError, this_host
 from sparktf.model.convert import Shape, check_batch_dim, to_arrow, to_tensor
@@ -189,7 +190,7 @@ def clear_cache() -> None:
 
 def _model_dir(plan: Plan) -> str:
     if plan.archive is None:
-        if not os.path.exists(plan.export_dir):
+        if not fs.is_remote(plan.export_dir) and not os.path.exists(plan.export_dir):
             raise ModelError(
                 f"SavedModel directory {plan.export_dir!r} does not exist on executor host "
                 f"{this_host()}: executors load exportDir themselves, so it must be a path "

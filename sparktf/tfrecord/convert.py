@@ -90,7 +90,7 @@ def _from_bytes(column: Column, values: np.ndarray, where: Where) -> pa.Array:
         try:
             return raw.cast(pa.string())
         except pa.ArrowInvalid:
-            bad = next(i for i, v in enumerate(values) if not _is_utf8(v))
+            bad = next(i for i, v in enumerate(values) if not is_utf8(v))
             raise TFRecordError(
                 f"{where(bad)}: feature {column.name!r}: value is not valid UTF-8, so it "
                 f"cannot be read as {typed}; read it as binary with a schema hint: "
@@ -106,7 +106,8 @@ def _from_bytes(column: Column, values: np.ndarray, where: Where) -> pa.Array:
     return pa.array(truth, pa.bool_())
 
 
-def _is_utf8(value: bytes) -> bool:
+def is_utf8(value: bytes) -> bool:
+    """Whether ``value`` is valid UTF-8 text."""
     try:
         value.decode("utf-8")
     except UnicodeDecodeError:

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Sequence
 from pyspark.sql.types import DataType
 
 from sparktf.errors import TFRecordError
+from sparktf.tfrecord.convert import is_utf8
 from sparktf.tfrecord.framing import NotTFRecord, first_records, resolve_compression
 from sparktf.tfrecord.types import FeatureStats, byte_array_schema
 
@@ -133,12 +134,5 @@ def _note(
         if len(values) != 1:
             entry.not_single = True
         if kind == "bytes" and not entry.binary:
-            entry.binary = not all(map(_is_utf8, values))
+            entry.binary = not all(map(is_utf8, values))
 
-
-def _is_utf8(value: bytes) -> bool:
-    try:
-        value.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
