@@ -210,17 +210,36 @@ def _start_master(run: dict[str, str], base: dict[str, str], state: Path) -> Non
 
 
 # Inside the worker's new mount and UTS namespaces: its own name, /etc/hosts, empty /tmp
-# and hidden folders, then the daemon.
+# and hidden folders, then the daemon. The code and the interpreter stay visible even when
+# they lie in a hidden folder (a checkout under /tmp): bound aside first, back on top after.
 _WORKER_SHELL = """set -e
 hostname "$1"; mount --bind "$2" /etc/hosts; shift 2
+i=0; IFS=:; for k in $SPARKTF_KEEP; do
+  mkdir -p "$SPARKTF_KEEP_BASE/$i"; mount --bind "$k" "$SPARKTF_KEEP_BASE/$i"; i=$((i+1)); done
+unset IFS
 while [ "$1" != -- ]; do mount -t tmpfs -o size=2g sparktf-hidden "$1"; shift; done; shift
+i=0; IFS=:; for k in $SPARKTF_KEEP; do
+  mkdir -p "$k"; mount --bind "$SPARKTF_KEEP_BASE/$i" "$k"; i=$((i+1)); done
+unset IFS
 exec bash "$@"
 """
+
+
+def _kept(hidden: Sequence[Path]) -> list[Path]:
+    """The checkout and the interpreter's prefix, where they lie inside a hidden folder."""
+    kept: list[Path] = []
+    for path in sorted({ROOT, Path(sys.prefix).absolute()}, key=lambda p: len(p.parts)):
+        inside = any(path.is_relative_to(h) for h in hidden)
+        if inside and not any(path.is_relative_to(k) for k in kept):
+            kept.append(path)
+    return kept
 
 
 def _start_worker(host: str, run: dict[str, str], base: dict[str, str], state: Path,
                   hidden: Sequence[Path]) -> subprocess.Popen:
     env = _daemon_env(base, state, host)
+    env["SPARKTF_KEEP"] = ":".join(str(k) for k in _kept(hidden))
+    env["SPARKTF_KEEP_BASE"] = str(state / host / "keep")
     hosts = state / host / "hosts"
     hosts.write_text(f"127.0.0.1 localhost\n{ADDRESSES[host]} {run[host]}\n")
     return subprocess.Popen(
