@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import pyarrow as pa
 from pyspark.sql.types import StructType
 
+from sparktf.model.dense import dense_columns, score_dense
 from sparktf.model.runtime import Plan, map_batches
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.options import ReadSettings
@@ -78,7 +79,11 @@ def score_files(
     settings = dataclasses.replace(scan.settings, batch_size=plan.batch_size)
 
     paths = (scan.files[index] for index in _pieces(indices, groups))
-    yield from map_batches(_records(paths, schema, settings), plan=plan)
+    dense = dense_columns(plan, schema, settings)
+    if dense is not None:
+        yield from score_dense(paths, columns=dense, plan=plan, schema=schema, settings=settings)
+    else:
+        yield from map_batches(_records(paths, schema, settings), plan=plan)
 
 
 @dataclass(frozen=True)

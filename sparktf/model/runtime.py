@@ -203,7 +203,7 @@ def _model_dir(plan: Plan) -> str:
 
 
 def run_batch(
-    model: LoadedModel | _LazyModel, batch: pa.RecordBatch, plan: Plan
+    model: LoadedModel | LazyModel, batch: pa.RecordBatch, plan: Plan
 ) -> list[np.ndarray]:
     """Score one Arrow batch: the fetched arrays, each checked to have one row per input row."""
     arrays = [
@@ -217,7 +217,7 @@ def run_batch(
     return values
 
 
-def _score(model: LoadedModel | _LazyModel, batch: pa.RecordBatch, plan: Plan) -> list[pa.Array]:
+def _score(model: LoadedModel | LazyModel, batch: pa.RecordBatch, plan: Plan) -> list[pa.Array]:
     """Score a record batch in slices of ``plan.batch_size`` rows; Arrow output columns."""
     size = plan.batch_size
     parts = [run_batch(model, batch.slice(start, size), plan)
@@ -229,7 +229,7 @@ def _score(model: LoadedModel | _LazyModel, batch: pa.RecordBatch, plan: Plan) -
     ]
 
 
-class _LazyModel:
+class LazyModel:
     """Loads the model on the first run, so bad input fails before TensorFlow is imported."""
 
     def __init__(self, plan: Plan) -> None:
@@ -251,7 +251,7 @@ def map_batches(batches: Iterator[pa.RecordBatch], *, plan: Plan) -> Iterator[pa
     """
     freeze_survivors()
     names = [*plan.passthrough, *(f.column for f in plan.fetches)]
-    model = _LazyModel(plan)
+    model = LazyModel(plan)
     for batch in batches:
         if batch.num_rows == 0:
             continue

@@ -27,11 +27,11 @@ from sparktf.tfrecord.framing import Problem, first_overrun, resolve_compression
 from sparktf.tfrecord.options import ReadSettings
 
 log = logging.getLogger(__name__)
-_TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
+TF_COMPRESSION = {"none": "", "gzip": "GZIP", "zlib": "ZLIB"}
 _GZIP_MIN = 18  # header and trailer of the smallest gzip member
 
 
-def _faults(tf: object) -> tuple[type[Exception], ...]:
+def faults(tf: object) -> tuple[type[Exception], ...]:
     errors = tf.errors  # type: ignore[attr-defined]
     return (errors.DataLossError, errors.OutOfRangeError, errors.InternalError,
             errors.UnknownError, errors.InvalidArgumentError)
@@ -79,14 +79,14 @@ def _read_local(path: str, decoder: Decoder, settings: ReadSettings,
             serialized, size = next(iterator)
         except StopIteration:
             break
-        except _faults(tf) as exc:
+        except faults(tf) as exc:
             yield from _recover(path, compression, decoder, settings, done, exc, name)
             return
         batch = decoder.decode(serialized, name, done)
         done += int(serialized.shape[0])
         consumed += 16 * int(serialized.shape[0]) + int(size)
         yield batch
-    if not _read_whole(path, compression, consumed):
+    if not read_whole(path, compression, consumed):
         # tf.data stops quietly at a truncated header or compressed stream: find out what is left
         yield from _recover(path, compression, decoder, settings, done, EOFError("tail"), name)
         return
@@ -107,7 +107,7 @@ def _pipeline(compression: str, batch_size: int) -> Any:
 
         def build(path: Any) -> Any:
             return tf.data.TFRecordDataset(
-                path, compression_type=_TF_COMPRESSION[compression], buffer_size=1 << 22
+                path, compression_type=TF_COMPRESSION[compression], buffer_size=1 << 22
             ).batch(batch_size).map(_with_size).prefetch(2)
 
         make = _PIPELINES[(compression, batch_size)] = tf.function(
@@ -126,7 +126,7 @@ def _report(path: str, decoder: Decoder) -> None:
         log.warning("%s: skipped %d corrupt records", path, decoder.skipped)
 
 
-def _read_whole(path: str, compression: str, consumed: int) -> bool:
+def read_whole(path: str, compression: str, consumed: int) -> bool:
     """Whether ``consumed`` uncompressed bytes are all of ``path`` (gzip: mod 2**32).
 
     tf.data ends without an error at a truncated record header, at a gzip file shorter than a
