@@ -8,7 +8,12 @@ from typing import Any
 import pytest
 
 import sparktf
-from sparktf.spark.session import ARROW_JAVA_OPTIONS, JAVA_OPTION_KEYS, merge_java_options
+from sparktf.spark.session import (
+    ARROW_JAVA_OPTIONS,
+    JAVA_OPTION_KEYS,
+    LOCAL_JOB_JAVA_OPTIONS,
+    merge_java_options,
+)
 
 
 class RecordingBuilder:
@@ -53,6 +58,20 @@ def test_java_options_keep_the_users_first_and_add_ours_once(mine: str, expected
     assert merge_java_options(mine) == expected
 
 
+@pytest.mark.parametrize(
+    ("mine", "expected"),
+    [
+        ("", "-XX:TieredStopAtLevel=1 -XX:+UseSerialGC"),
+        ("-XX:+UseG1GC", "-XX:+UseG1GC -XX:TieredStopAtLevel=1"),
+        ("-XX:TieredStopAtLevel=4 -Xmx2g", "-XX:TieredStopAtLevel=4 -Xmx2g -XX:+UseSerialGC"),
+        ("-XX:+UseCompressedOops", "-XX:+UseCompressedOops -XX:TieredStopAtLevel=1 "
+         "-XX:+UseSerialGC"),
+    ],
+)
+def test_infers_local_jvm_options_yield_to_the_users_choice(mine: str, expected: str) -> None:
+    assert merge_java_options(mine, LOCAL_JOB_JAVA_OPTIONS) == expected
+
+
 def test_configure_session_sets_driver_and_executor_options() -> None:
     builder = RecordingBuilder()
     assert sparktf.configure_session(builder, java_options="-Dmine=1") is builder
@@ -72,10 +91,23 @@ def test_infer_session_adds_arrow_options_after_the_users_conf(monkeypatch) -> N
     assert builder.conf["spark.executor.extraJavaOptions"] == "-Xss8m " + " ".join(
         ARROW_JAVA_OPTIONS)
     driver = builder.conf["spark.driver.extraJavaOptions"]
-    assert driver.startswith(" ".join(ARROW_JAVA_OPTIONS) + " -Dlog4j2.configurationFile=file:")
+    assert driver.startswith(" ".join(ARROW_JAVA_OPTIONS + LOCAL_JOB_JAVA_OPTIONS)
+                             + " -Dlog4j2.configurationFile=file:")
     assert builder.conf["spark.sql.shuffle.partitions"] == "3"
     assert builder.conf["spark.python.daemon.module"] == "sparktf.spark.daemon"
     assert builder.conf["spark.ui.showConsoleProgress"] == "false"  # stderr is no terminal
+
+
+def test_infer_session_keeps_jit_and_gc_defaults_off_local_masters(monkeypatch) -> None:
+    import pyspark.sql
+
+    from sparktf.cli.infer import spark_session
+
+    builder = RecordingBuilder()
+    monkeypatch.setattr(pyspark.sql, "SparkSession", type("S", (), {"builder": builder}))
+    spark_session("spark://10.0.0.1:7077", {}, verbose=False)
+    driver = builder.conf["spark.driver.extraJavaOptions"]
+    assert not any(option in driver for option in LOCAL_JOB_JAVA_OPTIONS)
 
 
 def test_configure_session_preloads_tensorflow_in_the_workers_daemon() -> None:

@@ -16,7 +16,12 @@ import sparktf
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.errors import SchemaError, SparkTFError
 from sparktf.spark.compat import set_log_level
-from sparktf.spark.session import DAEMON, JAVA_OPTION_KEYS, merge_java_options
+from sparktf.spark.session import (
+    DAEMON,
+    JAVA_OPTION_KEYS,
+    LOCAL_JOB_JAVA_OPTIONS,
+    merge_java_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +141,8 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
     for key in JAVA_OPTION_KEYS:  # Arrow's checks off, after the user's own JVM options
         confs[key] = merge_java_options(confs.get(key, ""))
     driver = confs[JAVA_OPTION_KEYS[0]]
+    if local:
+        driver = confs[JAVA_OPTION_KEYS[0]] = merge_java_options(driver, LOCAL_JOB_JAVA_OPTIONS)
     if not verbose and "log4j2.configurationFile" not in driver:
         confs[JAVA_OPTION_KEYS[0]] = f"{driver} -Dlog4j2.configurationFile=file:{QUIET_LOG4J}"
     for key, value in confs.items():

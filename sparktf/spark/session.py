@@ -18,10 +18,39 @@ JAVA_OPTION_KEYS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOp
 DAEMON = ("spark.python.daemon.module", "sparktf.spark.daemon")
 
 
-def merge_java_options(existing: str = "") -> str:
-    """``existing`` JVM options followed by :data:`ARROW_JAVA_OPTIONS` (once each)."""
+#: JVM options ``sparktf infer`` gives a local master's JVM (driver and executor in one), for
+#: one job of scoring: the JIT's first tier only, and the serial collector. The fused path
+#: leaves the JVM little per-record work (the outputs and their write), while the optimizing
+#: JIT compiler spent 6-12 s of CPU compiling Spark for that one job; together they cut the
+#: job's CPU by ~7 s (bench/README.md, "CPU account"). A user's own choice of either wins.
+LOCAL_JOB_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
+_OPTION_FAMILIES = {"-XX:TieredStopAtLevel=": "JIT tiers", "-XX:+Use": "GC"}
+
+
+def merge_java_options(existing: str = "", extra: tuple[str, ...] = ARROW_JAVA_OPTIONS) -> str:
+    """``existing`` JVM options followed by ``extra`` (default :data:`ARROW_JAVA_OPTIONS`),
+    each unless ``existing`` already holds it or another choice of the same setting.
+
+    Examples
+    --------
+    >>> merge_java_options("-XX:+UseG1GC", LOCAL_JOB_JAVA_OPTIONS)
+    '-XX:+UseG1GC -XX:TieredStopAtLevel=1'
+    """
     kept = existing.split()
-    return " ".join(kept + [o for o in ARROW_JAVA_OPTIONS if o not in kept])
+
+    def chosen(option: str) -> bool:
+        family = _family(option)
+        return option in kept or family is not None and any(_family(k) == family for k in kept)
+
+    return " ".join(kept + [o for o in extra if not chosen(o)])
+
+
+def _family(option: str) -> str | None:
+    """The setting ``option`` chooses (``-XX:+UseSerialGC``: "GC"), None for others."""
+    for prefix, family in _OPTION_FAMILIES.items():
+        if option.startswith(prefix) and (family != "GC" or option.endswith("GC")):
+            return family
+    return None
 
 
 def configure_session(builder: Any, *, java_options: str = "", preload: bool = True) -> Any:
