@@ -161,6 +161,16 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - start, value
 
 
+def accounted(fn, *args, **kwargs) -> tuple[float, dict[str, float]]:
+    """Wall seconds of ``fn(...)`` and the CPU seconds it cost, by kind of process (this
+    process, the JVM it started, Spark's Python workers: ``bench/cpu.py``)."""
+    from cpu import CpuAccount
+
+    with CpuAccount() as cpu:
+        seconds, _ = timed(fn, *args, **kwargs)
+    return seconds, cpu.seconds
+
+
 def warm_cache(paths: list[str] | list[Path]) -> None:
     """Read ``paths`` (files, or folders of files) once, so the timed run that follows finds
     them in the page cache: this VM's proactive reclaim evicts cold files within minutes,

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 import numpy as np
 from common import (
     ROOT,
+    accounted,
     make_tfrecords,
     mnist,
     plain_gc,
@@ -31,6 +31,7 @@ from common import (
     warm_cache,
     worker_peak_rss,
 )
+from cpu import KINDS, run_accounted
 
 sys.path.insert(0, str(ROOT))
 BIN = Path(sys.executable).parent
@@ -126,19 +127,22 @@ def transform_vs_udf(work: Path, rows: int, rounds: int) -> list[dict]:
         "predict_batch_udf": lambda: _noop(df.select(_udf(export)("image"))),
     }
     _noop(sparktf.TFModel(**kw).transform(df.limit(1000)))  # warm the workers (TF import)
+    result: list[tuple[int, float]] = []
     times: dict[str, list[float]] = {k: [] for k in runs}
+    cpus: dict[str, list[dict[str, float]]] = {k: [] for k in runs}
     for _ in range(rounds):
         for name, fn in runs.items():
-            times[name].append(timed(fn)[0])
-    n, plain = plain_tf_rows(parquet, export)
-    out = [{"bench": "transform", "who": "predict_batch_udf", "records": rows,
-            "seconds": statistics.median(times["predict_batch_udf"]),
-            "runs": times["predict_batch_udf"]}]
-    out += [{"bench": "transform", "who": name, "records": rows,
-             "seconds": statistics.median(t), "runs": t} for name, t in times.items()
-            if name != "predict_batch_udf"]
+            seconds, cpu = accounted(fn)
+            times[name].append(seconds)
+            cpus[name].append(cpu)
+    _, plain_cpu = accounted(lambda: result.append(plain_tf_rows(parquet, export)))
+    (n, plain), = result
+    order = ["predict_batch_udf", *(name for name in runs if name != "predict_batch_udf")]
+    out = [{"bench": "transform", "who": name, "records": rows,
+            "seconds": statistics.median(times[name]), "runs": times[name], "cpu": cpus[name]}
+           for name in order]
     out.append({"bench": "transform", "who": "plain TF, 1 process (TF imported)",
-                "records": n, "seconds": plain})
+                "records": n, "seconds": plain, "cpu": [plain_cpu]})
     return out
 
 
@@ -148,10 +152,10 @@ def _infer_cmd(files: list[str], export: Path, out: Path, *extra: str) -> list[s
             '{"prediction": "prediction"}', "--output", str(out), "--mode", "overwrite", *extra]
 
 
-def _run(cmd: list[str]) -> tuple[float, str]:
-    start = time.perf_counter()
-    done = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return time.perf_counter() - start, done.stdout
+def _run(cmd: list[str]) -> tuple[float, str, dict[str, float]]:
+    """Wall seconds, standard output and CPU account of a whole process (bench/cpu.py)."""
+    account, seconds, stdout = run_accounted(cmd)
+    return seconds, stdout, account.seconds
 
 
 def _counts(spark, out: Path) -> list[int]:
@@ -169,41 +173,67 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
     sizes = {10 * per_file: files[:10], 20 * per_file: files}
     out = work / "infer-out"
     times: dict[tuple[str, int], list[float]] = {}
+    cpus: dict[tuple[str, int], list[dict[str, float]]] = {}
     plain_counts = {}
     for _ in range(rounds):
         for n, chosen in sizes.items():
-            warm_cache(chosen)
-            t, stdout = _run([sys.executable, str(ROOT / "bench" / "plain_tf.py"), str(export),
-                              *chosen])
-            times.setdefault(("plain", n), []).append(t)
-            plain_counts[n] = json.loads(stdout)
-            warm_cache(chosen)
-            t, _ = _run(_infer_cmd(chosen, export, out / str(n)))
-            times.setdefault(("sparktf", n), []).append(t)
-        t, _ = _run([sys.executable, str(ROOT / "bench" / "spark_floor.py")])
+            for who, cmd in (("plain", [sys.executable, str(ROOT / "bench" / "plain_tf.py"),
+                                        str(export), *chosen]),
+                             ("sparktf", _infer_cmd(chosen, export, out / str(n)))):
+                warm_cache(chosen)
+                t, stdout, cpu = _run(cmd)
+                times.setdefault((who, n), []).append(t)
+                cpus.setdefault((who, n), []).append(cpu)
+                if who == "plain":
+                    plain_counts[n] = json.loads(stdout)
+        t, _, cpu = _run([sys.executable, str(ROOT / "bench" / "spark_floor.py")])
         times.setdefault(("floor", 0), []).append(t)
+        cpus.setdefault(("floor", 0), []).append(cpu)
     warm_cache(sizes[10 * per_file])
-    t_general, _ = _run(_infer_cmd(sizes[10 * per_file], export, out / "general", "--no_fuse"))
+    t_general, _, cpu_general = _run(_infer_cmd(sizes[10 * per_file], export, out / "general",
+                                                "--no_fuse"))
     spark = spark_session()
     same = all(_counts(spark, out / str(n)) == plain_counts[n] for n in sizes)
     small, big = sorted(sizes)
     med = {k: statistics.median(v) for k, v in times.items()}
-    summary = {"same_predictions": same, "spark_floor_s": med[("floor", 0)]}
+    summary = {"same_predictions": same, "spark_floor_s": med[("floor", 0)],
+               "spark_floor_cpu": cpu_total(cpus[("floor", 0)])}
     rows = []
     for who in ("plain", "sparktf"):
         marginal = (big - small) / (med[(who, big)] - med[(who, small)])
         fixed = med[(who, small)] - small / marginal
         summary[who] = {"T_small": med[(who, small)], "T_big": med[(who, big)],
-                        "marginal_rps": marginal, "fixed_s": fixed}
+                        "marginal_rps": marginal, "fixed_s": fixed,
+                        "marginal_rps_per_round": [
+                            (big - small) / (b - s) for s, b in
+                            zip(times[(who, small)], times[(who, big)])],
+                        **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small)}
         label = ("plain TF script (whole process)" if who == "plain"
                  else "sparktf infer, fused (whole process)")
-        rows.append({"bench": "end-to-end", "who": f"{label}, {small:,}", "records": small,
-                     "seconds": med[(who, small)]})
-        rows.append({"bench": "end-to-end", "who": f"{label}, {big:,}", "records": big,
-                     "seconds": med[(who, big)]})
+        for n in (small, big):
+            rows.append({"bench": "end-to-end", "who": f"{label}, {n:,}", "records": n,
+                         "seconds": med[(who, n)], "runs": times[(who, n)],
+                         "cpu": cpus[(who, n)]})
     rows.append({"bench": "end-to-end", "who": "sparktf infer --no_fuse (general path)",
-                 "records": small, "seconds": t_general})
+                 "records": small, "seconds": t_general, "cpu": [cpu_general]})
     return rows, summary
+
+
+def cpu_total(runs: list[dict[str, float]]) -> float:
+    """The median over runs of the CPU seconds of every process."""
+    return statistics.median(sum(run.get(k, 0.0) for k in KINDS) for run in runs)
+
+
+def marginal_cpu(small: list[dict[str, float]], big: list[dict[str, float]],
+                 records: int) -> dict[str, object]:
+    """CPU µs per record of the records between the two sizes, per kind of process (medians
+    over rounds) and in all, with each round's figure."""
+    per_kind = {kind: statistics.median((b.get(kind, 0.0) - s.get(kind, 0.0)) * 1e6 / records
+                                        for s, b in zip(small, big)) for kind in KINDS}
+    rounds = [sum(b.get(k, 0.0) - s.get(k, 0.0) for k in KINDS) * 1e6 / records
+              for s, b in zip(small, big)]
+    return {"marginal_cpu_us": statistics.median(rounds), "marginal_cpu_us_per_round": rounds,
+            "marginal_cpu_us_by_kind": per_kind}
 
 
 def udf_on_tfrecords(work: Path, per_file: int) -> list[dict]:

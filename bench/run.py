@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -47,6 +48,28 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def cpu_table(rows: list[dict]) -> str:
+    """Markdown table of the CPU account (``bench/cpu.py``): median CPU seconds of every
+    process of each run, in µs per record, by kind of process; the ratio compares CPU per
+    record with the first accounted row of the group."""
+    from cpu import KINDS
+
+    baselines: dict[str, float] = {}
+    lines = ["| bench | who | records | CPU s | µs/record | " + " | ".join(
+        f"{k} µs/rec" for k in KINDS[:3]) + " | CPU ratio |", "|---|---|---:" + "|---:" * 6 + "|"]
+    for r in rows:
+        if not r.get("cpu"):
+            continue
+        per_kind = {k: statistics.median(run.get(k, 0.0) for run in r["cpu"]) for k in KINDS}
+        total = statistics.median(sum(run.get(k, 0.0) for k in KINDS) for run in r["cpu"])
+        us = total * 1e6 / r["records"]
+        base = baselines.setdefault(r["bench"], us)
+        kinds = " | ".join(f"{per_kind[k] * 1e6 / r['records']:.2f}" for k in KINDS[:3])
+        lines.append(f"| {r['bench']} | {r['who']} | {r['records']:,} | {total:.1f} | {us:.2f} "
+                     f"| {kinds} | {us / base:.2f}x |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -78,6 +101,8 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, python "
           f"{platform.python_version()}; total {time.time() - start:.0f} s")
     print(table(rows))
+    print("CPU account (every process of each run, from /proc):")
+    print(cpu_table(rows))
     if summary:
         print("end-to-end:", json.dumps(summary, indent=1))
     (args.work / "results.json").write_text(json.dumps({"rows": rows, "e2e": summary},

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from common import (
+    accounted,
     make_tfrecords,
     mnist,
     plain_gc,
@@ -70,6 +71,18 @@ def _noop(df) -> None:
     df.write.format("noop").mode("overwrite").save()
 
 
+def _to_parquet(spark, path: str, out: str) -> None:
+    sparktf.read_tfrecords(spark, path, schema_hint=HINT).write.mode("overwrite").parquet(out)
+
+
+def _scored(spark, path: str):
+    from model_bench import model
+
+    df = sparktf.read_tfrecords(spark, path, schema_hint=HINT)
+    return sparktf.TFModel(exportDir=str(model(Path(path).parent)), inputMapping={"image": "x"},
+                           outputMapping={"prediction": "prediction"}).transform(df)
+
+
 def sparktf_write(spark, source: str, out: str) -> None:
     sparktf.write_tfrecords(spark.read.parquet(source), out, mode="overwrite")
 
@@ -83,16 +96,23 @@ def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[
         "sparktf read -> noop (local[2])": (files_list, lambda: sparktf_read(spark, str(data))),
         "Spark's own Parquet reader -> noop (same records)": (
             [same], lambda: _noop(spark.read.parquet(str(same)))),
+        "sparktf read -> Parquet files (conversion)": (
+            files_list, lambda: _to_parquet(spark, str(data), str(data) + ".converted")),
+        "TFModel fused over the files -> noop (read + score)": (
+            files_list, lambda: _noop(_scored(spark, str(data)))),
     }
     times: dict[str, list[float]] = {name: [] for name in readers}
+    cpus: dict[str, list[dict[str, float]]] = {name: [] for name in readers}
     peaks: dict[str, float] = {}
     for _ in range(rounds):
         for name, (inputs, fn) in readers.items():
             warm_cache(inputs)
             with worker_peak_rss() as rss:
-                times[name].append(timed(fn)[0])
+                seconds, cpu = accounted(fn)
+            times[name].append(seconds)
+            cpus[name].append(cpu)
             peaks[name] = max(peaks.get(name, 0.0), rss["peak_mib"])
-    return {name: (t, peaks[name]) for name, t in times.items()}
+    return {name: (t, peaks[name], cpus[name]) for name, t in times.items()}
 
 
 def run(work: Path, records: int, write_records: int, files: int,
@@ -111,8 +131,8 @@ def run(work: Path, records: int, write_records: int, files: int,
             "overwrite").parquet(str(same))
     timed(sparktf_read, spark, str(wdata))  # warm the Python workers (TensorFlow import)
     rows = [{"bench": "read", "who": name, "records": records, "seconds": statistics.median(t),
-             "runs": t, "peak_rss_mib": peak if "sparktf" in name else None}
-            for name, (t, peak) in _read_rounds(spark, data, same, rounds).items()]
+             "runs": t, "peak_rss_mib": peak if "sparktf" in name else None, "cpu": cpu}
+            for name, (t, peak, cpu) in _read_rounds(spark, data, same, rounds).items()]
     out = Path(tempfile.mkdtemp(dir=work))
     try:
         t_loop, _ = timed(tf_write_loop, str(out / "loop.tfrecord"), write_records)
