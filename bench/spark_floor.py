@@ -31,10 +31,15 @@ def main() -> None:
     os.environ["FLOOR_TF"] = "0" if "--no-tf" in sys.argv else "1"
     from pyspark.sql import SparkSession
 
-    from sparktf.spark.session import configure_session  # as sparktf infer's session
+    from sparktf.spark.session import (  # as sparktf infer's session
+        LOCAL_JOB_JAVA_OPTIONS,
+        configure_session,
+    )
 
-    spark = configure_session(SparkSession.builder.master("local[*]").appName("spark floor")
-                              .config("spark.driver.host", "127.0.0.1")).getOrCreate()
+    builder = SparkSession.builder.master("local[*]").appName("spark floor").config(
+        "spark.driver.host", "127.0.0.1")
+    spark = configure_session(builder, java_options=" ".join(LOCAL_JOB_JAVA_OPTIONS)
+                              ).getOrCreate()
     spark.sparkContext.setLogLevel("ERROR")
     spark.range(0, 2, 1, 2).mapInArrow(_work, "id long").write.format("noop").mode(
         "overwrite").save()
