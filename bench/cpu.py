@@ -13,7 +13,7 @@ Usage in a benchmark::
         job()
     cpu.seconds                         # {"JVM": 3.1, "Python workers": 9.8, ...}
 
-    account, wall, stdout = run_accounted(["sparktf", "infer", ...])
+    account, wall, stdout, stderr = run_accounted(["sparktf", "infer", ...])
 """
 
 from __future__ import annotations
@@ -126,8 +126,8 @@ class CpuAccount:
 
 
 def run_accounted(cmd: list[str], env: dict[str, str] | None = None
-                  ) -> tuple[CpuAccount, float, str]:
-    """Run ``cmd`` to its end; its CPU account, wall seconds and standard output."""
+                  ) -> tuple[CpuAccount, float, str, str]:
+    """Run ``cmd`` to its end; its CPU account, wall seconds, standard output and error."""
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env)
@@ -137,4 +137,4 @@ def run_accounted(cmd: list[str], env: dict[str, str] | None = None
     wall = time.perf_counter() - start
     if proc.returncode:
         raise subprocess.CalledProcessError(proc.returncode, cmd, out, err)
-    return account, wall, out
+    return account, wall, out, err

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import statistics
 import sys
@@ -153,9 +154,19 @@ def _infer_cmd(files: list[str], export: Path, out: Path, *extra: str) -> list[s
 
 
 def _run(cmd: list[str]) -> tuple[float, str, dict[str, float]]:
-    """Wall seconds, standard output and CPU account of a whole process (bench/cpu.py)."""
-    account, seconds, stdout = run_accounted(cmd)
-    return seconds, stdout, account.seconds
+    """Wall seconds, output (standard output, then error) and CPU account of a whole
+    process (bench/cpu.py)."""
+    account, seconds, stdout, stderr = run_accounted(cmd)
+    return seconds, stdout + stderr, account.seconds
+
+
+def _job_seconds(who: str, output: str) -> float:
+    """The scoring phase of a run: plain TF's loop, or infer's job (its summary line)."""
+    if who == "plain":
+        return json.loads(output.splitlines()[0])["loop_s"]
+    found = re.search(r"the job ([0-9.]+) s", output)
+    assert found, output
+    return float(found.group(1))
 
 
 def _counts(spark, out: Path) -> list[int]:
@@ -174,6 +185,7 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
     out = work / "infer-out"
     times: dict[tuple[str, int], list[float]] = {}
     cpus: dict[tuple[str, int], list[dict[str, float]]] = {}
+    jobs: dict[tuple[str, int], list[float]] = {}
     plain_counts = {}
     for _ in range(rounds):
         for n, chosen in sizes.items():
@@ -181,11 +193,12 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
                                         str(export), *chosen]),
                              ("sparktf", _infer_cmd(chosen, export, out / str(n)))):
                 warm_cache(chosen)
-                t, stdout, cpu = _run(cmd)
+                t, output, cpu = _run(cmd)
                 times.setdefault((who, n), []).append(t)
                 cpus.setdefault((who, n), []).append(cpu)
+                jobs.setdefault((who, n), []).append(_job_seconds(who, output))
                 if who == "plain":
-                    plain_counts[n] = json.loads(stdout)
+                    plain_counts[n] = json.loads(output.splitlines()[0])["counts"]
         t, _, cpu = _run([sys.executable, str(ROOT / "bench" / "spark_floor.py")])
         times.setdefault(("floor", 0), []).append(t)
         cpus.setdefault(("floor", 0), []).append(cpu)
@@ -207,13 +220,19 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
                         "marginal_rps_per_round": [
                             (big - small) / (b - s) for s, b in
                             zip(times[(who, small)], times[(who, big)])],
-                        **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small)}
+                        **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small),
+                        "job_rps_per_round": {n: [n / t for t in jobs[(who, n)]]
+                                              for n in (small, big)}}
         label = ("plain TF script (whole process)" if who == "plain"
                  else "sparktf infer, fused (whole process)")
         for n in (small, big):
             rows.append({"bench": "end-to-end", "who": f"{label}, {n:,}", "records": n,
                          "seconds": med[(who, n)], "runs": times[(who, n)],
                          "cpu": cpus[(who, n)]})
+    summary["job_ratio_per_round"] = {
+        n: [round(b / a, 2) for a, b in zip(summary["plain"]["job_rps_per_round"][n],
+                                            summary["sparktf"]["job_rps_per_round"][n])]
+        for n in (small, big)}
     rows.append({"bench": "end-to-end", "who": "sparktf infer --no_fuse (general path)",
                  "records": small, "seconds": t_general, "cpu": [cpu_general]})
     return rows, summary
@@ -275,6 +294,46 @@ def tfos(work: Path, records: int) -> list[dict]:
     df.unpersist()
     return [{"bench": "end-to-end", "who": "TensorFlowOnSpark 2.2.5 TFModel (in-process)",
              "records": records, "seconds": t}]
+
+
+def output_formats(work: Path, per_file: int, rounds: int) -> list[dict]:
+    """The output write on its own: the same fused scoring of 10 files (1M records at full
+    scale) into ``noop`` and into JSON, Parquet and TFRecord files, alternating in one
+    session; each format's write costs its difference to ``noop``."""
+    import sparktf
+
+    export = model(work)
+    data = make_tfrecords(work / f"e2e-{per_file}", per_file * 20, 20)
+    files = sorted(str(p) for p in data.glob("*.tfrecord"))[:10]
+    spark = spark_session()
+    out = work / "output-formats"
+
+    def scored():
+        df = sparktf.read_tfrecords(spark, files, schema_hint="struct<image:array<float>>")
+        return sparktf.TFModel(exportDir=str(export), inputMapping={"image": "x"},
+                               outputMapping={"prediction": "prediction"}).transform(df)
+
+    writers = {
+        "fused infer -> noop": lambda: _noop(scored()),
+        "fused infer -> JSON": lambda: scored().write.mode("overwrite").json(str(out / "j")),
+        "fused infer -> Parquet": lambda: scored().write.mode("overwrite").parquet(
+            str(out / "p")),
+        "fused infer -> TFRecord": lambda: sparktf.write_tfrecords(scored(), str(out / "t"),
+                                                                   mode="overwrite"),
+    }
+    _noop(scored())  # warm the workers
+    times: dict[str, list[float]] = {k: [] for k in writers}
+    cpus: dict[str, list[dict[str, float]]] = {k: [] for k in writers}
+    for _ in range(rounds):
+        for name, fn in writers.items():
+            warm_cache(files)
+            seconds, cpu = accounted(fn)
+            times[name].append(seconds)
+            cpus[name].append(cpu)
+    shutil.rmtree(out, ignore_errors=True)
+    return [{"bench": "output", "who": name, "records": 10 * per_file,
+             "seconds": statistics.median(t), "runs": t, "cpu": cpus[name]}
+            for name, t in times.items()]
 
 
 def memory(work: Path, per_file: int) -> list[dict]:

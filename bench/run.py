@@ -1,7 +1,7 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
 Usage: python bench/run.py [--quick] [--spark-defaults]
-                          [--only io,transform,e2e,small,memory,tfos,remote]
+                          [--only io,transform,e2e,output,small,memory,tfos,remote]
 
 Figures are records/s; "ratio" compares each row with the first row of its group (the
 baseline), measured side by side in the same run on the same data.
@@ -24,7 +24,7 @@ import model_bench  # noqa: E402
 import small  # noqa: E402
 import tfrecord_io  # noqa: E402
 
-GROUPS = ("io", "transform", "e2e", "small", "memory", "tfos", "remote")
+GROUPS = ("io", "transform", "e2e", "output", "small", "memory", "tfos", "remote")
 
 
 def table(rows: list[dict]) -> str:
@@ -51,10 +51,10 @@ def table(rows: list[dict]) -> str:
 def cpu_table(rows: list[dict]) -> str:
     """Markdown table of the CPU account (``bench/cpu.py``): median CPU seconds of every
     process of each run, in µs per record, by kind of process; the ratio compares CPU per
-    record with the first accounted row of the group."""
+    record with the group's first accounted row of as many records."""
     from cpu import KINDS
 
-    baselines: dict[str, float] = {}
+    baselines: dict[tuple[str, int], float] = {}
     lines = ["| bench | who | records | CPU s | µs/record | " + " | ".join(
         f"{k} µs/rec" for k in KINDS[:3]) + " | CPU ratio |", "|---|---|---:" + "|---:" * 6 + "|"]
     for r in rows:
@@ -63,7 +63,7 @@ def cpu_table(rows: list[dict]) -> str:
         per_kind = {k: statistics.median(run.get(k, 0.0) for run in r["cpu"]) for k in KINDS}
         total = statistics.median(sum(run.get(k, 0.0) for k in KINDS) for run in r["cpu"])
         us = total * 1e6 / r["records"]
-        base = baselines.setdefault(r["bench"], us)
+        base = baselines.setdefault((r["bench"], r["records"]), us)
         kinds = " | ".join(f"{per_kind[k] * 1e6 / r['records']:.2f}" for k in KINDS[:3])
         lines.append(f"| {r['bench']} | {r['who']} | {r['records']:,} | {total:.1f} | {us:.2f} "
                      f"| {kinds} | {us / base:.2f}x |")
@@ -121,6 +121,8 @@ def _groups(args: argparse.Namespace, only: set[str], scale: int,
     if "e2e" in only:
         e2e, summary = model_bench.end_to_end(args.work, 100_000 // scale, rounds)
         rows += e2e + model_bench.udf_on_tfrecords(args.work, 100_000 // scale)
+    if "output" in only:
+        rows += model_bench.output_formats(args.work, 100_000 // scale, rounds)
     if "small" in only:
         rows += small.run(args.work, rounds)
     if "tfos" in only:

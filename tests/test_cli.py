@@ -49,6 +49,7 @@ def test_seed_call_fetches_prediction_and_relu(spark, digits, mnist_export, tmp_
     captured = capsys.readouterr()
     assert "only showing top 20 rows" in captured.out and "|-- image: array" in captured.out
     assert "sparktf infer: 60 rows in" in captured.err and str(out) in captured.err
+    assert re.search(r"\(the job [0-9.]+ s, [0-9,]+ rows/s\)", captured.err), captured.err
     rows = _predictions(out)
     expected, hidden = mnist_numpy(digits[1])
     assert [r["prediction"] for r in rows] == expected.tolist()

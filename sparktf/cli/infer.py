@@ -384,8 +384,10 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
             print("output:")
             scored.printSchema()
             sys.stdout.flush()
+        job = time.perf_counter()
         rows = _write(scored, args)
-    seconds = time.perf_counter() - started
-    print(f"sparktf infer: {rows} rows in {seconds:.1f} s -> {args.output}", file=sys.stderr,
+    now = time.perf_counter()
+    print(f"sparktf infer: {rows} rows in {now - started:.1f} s (the job {now - job:.1f} s, "
+          f"{rows / max(now - job, 1e-9):,.0f} rows/s) -> {args.output}", file=sys.stderr,
           flush=True)
     return 0
