@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import statistics
@@ -156,7 +157,9 @@ def _infer_cmd(files: list[str], export: Path, out: Path, *extra: str) -> list[s
 def _run(cmd: list[str]) -> tuple[float, str, dict[str, float]]:
     """Wall seconds, output (standard output, then error) and CPU account of a whole
     process (bench/cpu.py)."""
-    account, seconds, stdout, stderr = run_accounted(cmd)
+    pin = os.environ.get("SPARKTF_BENCH_PIN")  # run.py --pin: these CPUs only (taskset)
+    account, seconds, stdout, stderr = run_accounted(["taskset", "-c", pin, *cmd] if pin
+                                                     else cmd)
     return seconds, stdout + stderr, account.seconds
 
 
@@ -229,6 +232,7 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
             rows.append({"bench": "end-to-end", "who": f"{label}, {n:,}", "records": n,
                          "seconds": med[(who, n)], "runs": times[(who, n)],
                          "cpu": cpus[(who, n)]})
+    summary["rounds"] = round_table(times, cpus, small, big)
     summary["job_ratio_per_round"] = {
         n: [round(b / a, 2) for a, b in zip(summary["plain"]["job_rps_per_round"][n],
                                             summary["sparktf"]["job_rps_per_round"][n])]
@@ -236,6 +240,33 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
     rows.append({"bench": "end-to-end", "who": "sparktf infer --no_fuse (general path)",
                  "records": small, "seconds": t_general, "cpu": [cpu_general]})
     return rows, summary
+
+
+def parallelism(seconds: float, cpu: dict[str, float]) -> float:
+    """Cores a run kept busy on average: its CPU seconds over its wall seconds. This VM's
+    "modes" show here: the same single-process TensorFlow run keeps ~1.5 cores busy in one
+    and ~1.1 in the other, for the same CPU seconds."""
+    return sum(cpu.get(k, 0.0) for k in KINDS) / seconds
+
+
+def round_table(times: dict, cpus: dict, small: int, big: int) -> list[dict[str, object]]:
+    """Each round's marginal throughput of plain TF and infer, their ratio, and the mode each
+    run caught (cores busy, see :func:`parallelism`); a round whose two plain TF runs kept
+    different numbers of cores busy (by more than 0.2) mixes modes, and its marginals compare
+    runs made at two speeds."""
+    out = []
+    for i in range(len(times[("plain", small)])):
+        row: dict[str, object] = {}
+        for who in ("plain", "sparktf"):
+            t_small, t_big = times[(who, small)][i], times[(who, big)][i]
+            row[who] = {"marginal_rps": round((big - small) / (t_big - t_small)),
+                        "cores_busy": [round(parallelism(times[(who, n)][i], cpus[(who, n)][i]),
+                                             2) for n in (small, big)]}
+        busy = row["plain"]["cores_busy"]
+        row["mixed_modes"] = abs(busy[0] - busy[1]) > 0.2
+        row["ratio"] = round(row["sparktf"]["marginal_rps"] / row["plain"]["marginal_rps"], 2)
+        out.append(row)
+    return out
 
 
 def cpu_total(runs: list[dict[str, float]]) -> float:

@@ -78,10 +78,15 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--spark-defaults", action="store_true",
                         help="sessions without sparktf.configure_session's JVM options")
+    parser.add_argument("--pin", metavar="CPUS",
+                        help="run the end-to-end group's processes on these CPUs only "
+                        "(taskset list, e.g. 0: this VM's slow mode, about one core)")
     parser.add_argument("--work", type=Path, default=Path(__file__).parent / "output")
     args = parser.parse_args()
     scale, rounds = (10, 1) if args.quick else (1, args.rounds)
     only = set(args.only.split(","))
+    if args.pin:
+        os.environ["SPARKTF_BENCH_PIN"] = args.pin
     if args.spark_defaults:
         os.environ["SPARKTF_BENCH_SPARK_DEFAULTS"] = "1"
     args.work.mkdir(parents=True, exist_ok=True)

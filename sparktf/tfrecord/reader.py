@@ -32,6 +32,8 @@ _GZIP_MIN = 18  # header and trailer of the smallest gzip member
 
 
 def faults(tf: object) -> tuple[type[Exception], ...]:
+    """The TensorFlow errors by which ``tf.data`` (or a parse inside it) reports a damaged
+    file or a record it cannot take."""
     errors = tf.errors  # type: ignore[attr-defined]
     return (errors.DataLossError, errors.OutOfRangeError, errors.InternalError,
             errors.UnknownError, errors.InvalidArgumentError)
