@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -153,7 +154,10 @@ def _after(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBa
         skip = 0
 
 
-_PIPELINES: dict[tuple[Any, ...], Any] = {}
+#: Traced pipeline builders, keyed by everything they depend on; the oldest goes beyond
+#: :data:`_KEEP` (a worker that scores many differently shaped models).
+_PIPELINES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_KEEP = 16
 
 
 def _pipeline(compression: str, batch_size: int, columns: tuple[DenseColumn, ...]) -> Any:
@@ -161,7 +165,9 @@ def _pipeline(compression: str, batch_size: int, columns: tuple[DenseColumn, ...
     once per process and key (see ``sparktf.tfrecord.reader._pipeline``)."""
     key = (compression, batch_size, columns)
     make = _PIPELINES.get(key)
-    if make is None:
+    if make is not None:
+        _PIPELINES.move_to_end(key)
+    else:
         tf = tensorflow()
         spec = {c.name: tf.io.FixedLenFeature([] if c.scalar else [c.width], tf.as_dtype(c.dtype))
                 for c in columns}
@@ -178,4 +184,6 @@ def _pipeline(compression: str, batch_size: int, columns: tuple[DenseColumn, ...
 
         make = _PIPELINES[key] = tf.function(
             build, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
+        while len(_PIPELINES) > _KEEP:
+            _PIPELINES.popitem(last=False)
     return make
