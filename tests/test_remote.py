@@ -130,6 +130,19 @@ def test_corrupt_remote_file_names_url_record_and_offset(spark, s3: str, data_di
     assert not [p for p in leftovers if p.stat().st_size == len(blob)]
 
 
+def test_a_remote_parquet_file_is_named_as_such(spark, s3: str, tmp_path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"image": [[0.5] * 4] * 3}), tmp_path / "x.parquet")
+    url = f"{fresh(s3, 's3a')}/part-00000.parquet"
+    put(url, (tmp_path / "x.parquet").read_bytes())
+    with pytest.raises(TFRecordError) as caught:
+        sparktf.read_tfrecords(spark, url)
+    assert str(caught.value).startswith(
+        f"{url} does not look like a TFRecord file: it looks like a Parquet file")
+
+
 # -- writing ------------------------------------------------------------------------------
 
 

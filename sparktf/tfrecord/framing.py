@@ -248,8 +248,8 @@ _CHUNK = 1 << 20
 
 
 def _head(path: str, size: int = 64) -> bytes:
-    """The first bytes of ``path`` as stored (compressed or not)."""
-    with open(path, "rb") as handle:
+    """The first bytes of ``path`` (a local path or a URL) as stored (compressed or not)."""
+    with fs.open_input(path, buffer_size=1 << 16) as handle:
         return handle.read(size)
 
 
