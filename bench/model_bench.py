@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import statistics
 import sys
@@ -155,21 +154,10 @@ def _infer_cmd(files: list[str], export: Path, out: Path, *extra: str) -> list[s
 
 
 def _run(cmd: list[str]) -> tuple[float, str, dict[str, float]]:
-    """Wall seconds, output (standard output, then error) and CPU account of a whole
-    process (bench/cpu.py)."""
+    """Wall seconds, standard output and CPU account of a whole process (bench/cpu.py)."""
     pin = os.environ.get("SPARKTF_BENCH_PIN")  # run.py --pin: these CPUs only (taskset)
-    account, seconds, stdout, stderr = run_accounted(["taskset", "-c", pin, *cmd] if pin
-                                                     else cmd)
-    return seconds, stdout + stderr, account.seconds
-
-
-def _job_seconds(who: str, output: str) -> float:
-    """The scoring phase of a run: plain TF's loop, or infer's job (its summary line)."""
-    if who == "plain":
-        return json.loads(output.splitlines()[0])["loop_s"]
-    found = re.search(r"the job ([0-9.]+) s", output)
-    assert found, output
-    return float(found.group(1))
+    account, seconds, stdout, _ = run_accounted(["taskset", "-c", pin, *cmd] if pin else cmd)
+    return seconds, stdout, account.seconds
 
 
 def _counts(spark, out: Path) -> list[int]:
@@ -188,7 +176,6 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
     out = work / "infer-out"
     times: dict[tuple[str, int], list[float]] = {}
     cpus: dict[tuple[str, int], list[dict[str, float]]] = {}
-    jobs: dict[tuple[str, int], list[float]] = {}
     plain_counts = {}
     for _ in range(rounds):
         for n, chosen in sizes.items():
@@ -196,12 +183,11 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
                                         str(export), *chosen]),
                              ("sparktf", _infer_cmd(chosen, export, out / str(n)))):
                 warm_cache(chosen)
-                t, output, cpu = _run(cmd)
+                t, stdout, cpu = _run(cmd)
                 times.setdefault((who, n), []).append(t)
                 cpus.setdefault((who, n), []).append(cpu)
-                jobs.setdefault((who, n), []).append(_job_seconds(who, output))
                 if who == "plain":
-                    plain_counts[n] = json.loads(output.splitlines()[0])["counts"]
+                    plain_counts[n] = json.loads(stdout)
         t, _, cpu = _run([sys.executable, str(ROOT / "bench" / "spark_floor.py")])
         times.setdefault(("floor", 0), []).append(t)
         cpus.setdefault(("floor", 0), []).append(cpu)
@@ -220,23 +206,14 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
         fixed = med[(who, small)] - small / marginal
         summary[who] = {"T_small": med[(who, small)], "T_big": med[(who, big)],
                         "marginal_rps": marginal, "fixed_s": fixed,
-                        "marginal_rps_per_round": [
-                            (big - small) / (b - s) for s, b in
-                            zip(times[(who, small)], times[(who, big)])],
-                        **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small),
-                        "job_rps_per_round": {n: [n / t for t in jobs[(who, n)]]
-                                              for n in (small, big)}}
+                        **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small)}
         label = ("plain TF script (whole process)" if who == "plain"
                  else "sparktf infer, fused (whole process)")
         for n in (small, big):
             rows.append({"bench": "end-to-end", "who": f"{label}, {n:,}", "records": n,
                          "seconds": med[(who, n)], "runs": times[(who, n)],
                          "cpu": cpus[(who, n)]})
-    summary["rounds"] = round_table(times, cpus, small, big)
-    summary["job_ratio_per_round"] = {
-        n: [round(b / a, 2) for a, b in zip(summary["plain"]["job_rps_per_round"][n],
-                                            summary["sparktf"]["job_rps_per_round"][n])]
-        for n in (small, big)}
+    summary["rounds"] = round_table(times, cpus, small, big)  # marginals round by round
     rows.append({"bench": "end-to-end", "who": "sparktf infer --no_fuse (general path)",
                  "records": small, "seconds": t_general, "cpu": [cpu_general]})
     return rows, summary

@@ -33,7 +33,8 @@ def root() -> str:
     return os.environ.get("SPARKTF_SCRATCH_DIR") or tempfile.gettempdir()
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Whether process ``pid`` is running (on this host)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -50,7 +51,7 @@ def clean_dead(kind: str) -> list[str]:
     with contextlib.suppress(OSError):
         for name in os.listdir(base):
             pid = name[len(head):]
-            if name.startswith(head) and pid.isdigit() and not _alive(int(pid)):
+            if name.startswith(head) and pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(os.path.join(base, name), ignore_errors=True)
                 removed.append(os.path.join(base, name))
     return removed

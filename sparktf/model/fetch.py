@@ -35,6 +35,7 @@ from collections.abc import Iterator
 
 from sparktf import fs
 from sparktf.errors import ModelError, StorageError
+from sparktf.scratch import alive
 
 log = logging.getLogger(__name__)
 COMPLETE = ".sparktf-complete"
@@ -84,10 +85,12 @@ def local_copy(export_dir: str | os.PathLike[str]) -> str:
     root = cache_root()
     target = os.path.join(root, key)
     with _locked(os.path.join(root, f"{key}.lock")):
-        if not _complete(target, objects):
+        fetched = not _complete(target, objects)
+        if fetched:
             _fetch(text, objects, root, target)
         os.utime(target)  # most recently used
-    _prune(root, keep=_keep(), current=key)
+    if fetched:  # old copies go when a new one arrives, not on every task's call
+        _prune(root, keep=_keep(), current=key)
     return target
 
 
@@ -150,7 +153,7 @@ def _prune(root: str, *, keep: int, current: str) -> None:
         path = os.path.join(root, name)
         if name.startswith(".part-"):
             pid = name.split("-")[1]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
         elif os.path.isdir(path) and name != current:
             entries.append((os.path.getmtime(path), name))
@@ -159,8 +162,3 @@ def _prune(root: str, *, keep: int, current: str) -> None:
             if mine:  # the (empty) lock file stays: another process may hold it open
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 
-
-def _alive(pid: int) -> bool:
-    from sparktf.scratch import _alive as alive
-
-    return alive(pid)

@@ -255,7 +255,7 @@ def write_tfrecords(
     if not location.is_local:
         fs.check_container(target)
     if location.is_local and is_connect(spark):  # the path is the server's: look there
-        from sparktf.spark.serverside import output_state, run_on_server
+        from sparktf.spark.serverside import run_on_server
 
         state = run_on_server(spark, output_state, path=target)
     else:

@@ -24,7 +24,6 @@ DAEMON = ("spark.python.daemon.module", "sparktf.spark.daemon")
 #: JIT compiler spent 6-12 s of CPU compiling Spark for that one job; together they cut the
 #: job's CPU by ~7 s (bench/README.md, "CPU account"). A user's own choice of either wins.
 LOCAL_JOB_JAVA_OPTIONS = ("-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC")
-_OPTION_FAMILIES = {"-XX:TieredStopAtLevel=": "JIT tiers", "-XX:+Use": "GC"}
 
 
 def merge_java_options(existing: str = "", extra: tuple[str, ...] = ARROW_JAVA_OPTIONS) -> str:
@@ -47,9 +46,10 @@ def merge_java_options(existing: str = "", extra: tuple[str, ...] = ARROW_JAVA_O
 
 def _family(option: str) -> str | None:
     """The setting ``option`` chooses (``-XX:+UseSerialGC``: "GC"), None for others."""
-    for prefix, family in _OPTION_FAMILIES.items():
-        if option.startswith(prefix) and (family != "GC" or option.endswith("GC")):
-            return family
+    if option.startswith("-XX:TieredStopAtLevel="):
+        return "JIT tiers"
+    if option.startswith("-XX:+Use") and option.endswith("GC"):
+        return "GC"
     return None
 
 
