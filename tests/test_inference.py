@@ -172,5 +172,6 @@ def test_take_show_and_limit_read_only_the_files_they_need(spark, tmp_path: Path
     assert len(df.take(5)) == 5
     assert len(df.limit(5).collect()) == 5
     df.show(5)
-    with pytest.raises(TFRecordError, match="part-1.tfrecord"), reraise():
+    # two tasks run at once: whichever corrupt file fails first is named
+    with pytest.raises(TFRecordError, match=r"part-[123]\.tfrecord: record 0"), reraise():
         df.count()
