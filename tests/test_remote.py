@@ -335,48 +335,6 @@ def test_tfmodel_and_inspect_with_an_s3_export_dir(spark, s3_model: str, mnist_e
     assert f"SavedModel: {s3_model}" in capsys.readouterr().out
 
 
-def test_cli_infer_all_on_s3(spark, s3: str, s3_model: str, tmp_path: Path, capsys,
-                             monkeypatch) -> None:
-    """Input, model and tfrecord output on S3; predictions equal TensorFlow's own; the same
-    to Parquet on S3 (written by sparktf: this Spark has no S3 connector)."""
-    import numpy as np
-
-    from sparktf.cli.main import main
-    from tests.models import mnist_numpy
-
-    monkeypatch.chdir(tmp_path)
-    images = np.random.default_rng(5).random((30, 784), dtype=np.float32)
-    source = fresh(s3)
-    sparktf.write_tfrecords(spark.createDataFrame(
-        [(i, images[i].tolist()) for i in range(30)], "id bigint, image array<float>"), source)
-    out = fresh(s3, "s3a")
-    code = main(["infer", "--export_dir", s3_model, "--input", source.replace("s3:", "s3n:"),
-                 "--input_mapping", '{"image": "x"}', "--output_mapping",
-                 '{"prediction": "prediction"}', "--keep_columns", "id", "--output", out,
-                 "--output_format", "tfrecord"])
-    assert code == 0, capsys.readouterr().err
-    assert "sparktf infer: 30 rows in" in capsys.readouterr().err
-    back = sorted(sparktf.read_tfrecords(spark, out).collect())
-    assert [r.id for r in back] == list(range(30))
-    assert [r.prediction for r in back] == mnist_numpy(images)[0].tolist()
-    assert not list(tmp_path.iterdir())  # nothing under a scheme-named local folder
-    parquet = fresh(s3)
-    code = main(["infer", "--export_dir", s3_model, "--input", source, "--input_mapping",
-                 '{"image": "x"}', "--output_mapping", '{"prediction": "prediction"}',
-                 "--keep_columns", "id", "--output", parquet, "--output_format", "parquet"])
-    assert code == 0, capsys.readouterr().err
-    assert "sparktf infer: 30 rows in" in capsys.readouterr().err
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    files = list_data_files(parquet)  # the manifest's files
-    table = pa.concat_tables([pq.read_table(fs.parse(f).path,
-                                            filesystem=fs.parse(f).filesystem())
-                              for f in files]).sort_by("id")
-    assert table.column("id").to_pylist() == list(range(30))
-    assert table.column("prediction").to_pylist() == mnist_numpy(images)[0].tolist()
-
-
 @pytest.mark.parametrize(
     ("argv", "code", "message"),
     [

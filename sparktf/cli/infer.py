@@ -319,7 +319,10 @@ def run(args: argparse.Namespace) -> int:
             fuseScan=not args.no_fuse, shipModel=args.ship_model,
         )
         model.check_names(scan.columns)  # model and mapping mistakes, before any Spark job
-        spark = starting.session()
+        from sparktf.spark.errors import reraise
+
+        with reraise(f"starting Spark (master {args.master or 'local[*]'})"):
+            spark = starting.session()
     except BaseException:
         starting.abandon(joined)
         raise
@@ -371,7 +374,7 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
     except SchemaError as exc:
         raise UsageError(f"--schema_hint: {exc}") from None
     check_connector(spark, args.output, args.output_format)
-    with reraise():
+    with reraise(f"reading --input {' '.join(args.input)}"):
         if args.no_fuse:
             df = read_scan(spark, scan)
         else:  # the fused path reads the files itself: no data source to set up
@@ -379,12 +382,14 @@ def _infer(spark: Any, args: argparse.Namespace, scan: Any, model: Any, started:
         if args.verbose:
             df.show()
             df.printSchema()
+    with reraise(f"scoring with --export_dir {args.export_dir}"):
         scored = model.transform(df)
         if args.verbose:
             print("output:")
             scored.printSchema()
             sys.stdout.flush()
-        job = time.perf_counter()
+    job = time.perf_counter()
+    with reraise(f"writing --output {args.output} as {args.output_format}"):
         rows = _write(scored, args)
     now = time.perf_counter()
     print(f"sparktf infer: {rows} rows in {now - started:.1f} s (the job {now - job:.1f} s, "

@@ -47,7 +47,8 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
     warm_up()  # TensorFlow for the model's metadata, imported while the server plans
     spark = spark_session(None, confs, verbose=args.verbose, remote=args.remote)
     try:
-        with reraise():
+        with reraise(f"sparktf infer on {args.remote}, --output {args.output} as "
+                     f"{args.output_format}"):
             if args.mode == "errorifexists" and run_on_server(
                     spark, output_state, path=args.output)["entries"]:
                 raise SparkTFError(f"--output {args.output} already exists on the server; "

@@ -10,7 +10,7 @@ from pyspark.sql.types import StructType
 
 from sparktf.errors import SchemaError, TFRecordError
 from sparktf.spark import commit, scans
-from sparktf.spark.compat import is_connect
+from sparktf.spark.compat import is_connect, make_active
 from sparktf.spark.errors import reraise
 from sparktf.spark.hints import quoted_ddl
 from sparktf.tfrecord.options import ReadSettings, WriteSettings
@@ -32,6 +32,7 @@ def register(spark: SparkSession) -> None:
     >>> spark.read.format("tfrecord").load(examples).count()
     5
     """
+    make_active(spark)  # the data source is looked up through this thread's session
     if spark in _registered:
         return
     from sparktf.spark.datasource import TFRecordDataSource
@@ -127,7 +128,7 @@ def read_scan(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     register(spark)
     schema = scan.schema(spark)
     opts = {k: v for k, v in scan.settings.to_options().items() if k != "schemaHint"}
-    with reraise():
+    with reraise(f"reading TFRecords from {scan.target}"):
         df = spark.read.format("tfrecord").options(**opts).schema(schema).load(scan.target)
     scans.remember(df, FileScan(tuple(scan.files), schema.json(), scan.settings))
     return df
@@ -272,7 +273,7 @@ def write_tfrecords(
     absent = location.is_local and not state["exists"] and not is_connect(spark)
     writer = df.write.format("tfrecord").options(**settings.to_options())
     try:
-        with reraise():
+        with reraise(f"writing TFRecords to {path}"):
             writer.mode("overwrite" if mode == "overwrite" else "append").save(target)
     except BaseException:
         if absent:

@@ -85,6 +85,21 @@ def add_archive(spark: Any, path: str) -> None:
         spark.sparkContext.addArchive(path)
 
 
+def make_active(spark: Any) -> None:
+    """Make ``spark`` the active session of the calling thread, on a classic session.
+
+    Spark finds a Python data source (``format("tfrecord")``) through the *calling
+    thread's* active session (a thread-local of the JVM), not the default one. A session
+    built in another thread (``sparktf infer`` starts Spark in a thread while it checks the
+    model) is active there only, so a later ``load``/``save`` in the main thread failed with
+    ``DATA_SOURCE_NOT_FOUND``. PySpark offers no public setter; ``createDataFrame`` sets the
+    active session of the calling thread before anything else (an empty local relation: no
+    job). A Spark Connect session resolves data sources on the server: nothing to do.
+    """
+    if not is_connect(spark):
+        spark.createDataFrame([], "sparktf_active int")
+
+
 def is_remote_builder(builder: Any) -> bool:
     """Whether ``builder.getOrCreate()`` would return a Spark Connect client session
     (``builder.remote(url)``, or ``SPARK_REMOTE`` set). PySpark's builder shows its options

@@ -1,9 +1,15 @@
-"""Turn errors raised inside Spark workers back into sparktf errors on the driver.
+"""Turn errors raised inside Spark (JVM or Python workers) into sparktf errors on the driver.
 
 A :class:`~sparktf.errors.SparkTFError` raised in a Python worker reaches the driver wrapped
 in a ``PythonException`` or a ``Py4JJavaError`` whose text holds the original
 ``sparktf.errors.TFRecordError: message`` line. :func:`reraise` finds that line and raises the
 same class again with the same message, so callers catch what they would catch locally.
+
+Any other failure of a Spark call in sparktf's own paths becomes a
+:class:`~sparktf.errors.SparkTFError` that says what sparktf was doing (``writing TFRecords to
+out``) and the cause in Spark's own words (``[DATA_SOURCE_NOT_FOUND] Failed to find the data
+source: tfrecord``): never a bare ``Py4JJavaError: An error occurred while calling o86.save``
+or a Java class name.
 """
 
 from __future__ import annotations
@@ -15,6 +21,13 @@ from contextlib import contextmanager
 from sparktf import errors
 
 _LINE = re.compile(r"sparktf\.errors\.(\w+): (.+)")
+#: ``org.apache.spark.SparkClassNotFoundException: `` and the like, before a Java message
+_JAVA_CLASS = re.compile(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)?: ")
+#: PySpark's first line of a worker's traceback, and Py4J's line naming the JVM call
+_WRAPPERS = ("An exception was thrown from the Python worker",
+             "An error occurred while calling")
+_FRAMES = ("at ", "...", "Caused by", "Driver stacktrace", "JVM stacktrace")
+_LIMIT = 600
 
 
 def find_sparktf_error(exc: BaseException) -> errors.SparkTFError | None:
@@ -30,24 +43,64 @@ def find_sparktf_error(exc: BaseException) -> errors.SparkTFError | None:
     return cls(match.group(2).strip())
 
 
+def cause(exc: BaseException) -> str:
+    """What went wrong in ``exc``, in one line without Java or Py4J class names.
+
+    A ``Py4JJavaError`` gives its Java exception's message; a Python worker's traceback gives
+    its last line (the Python exception); anything else its first line.
+
+    Examples
+    --------
+    >>> cause(RuntimeError("An error occurred while calling o86.save.\\n: "
+    ...       "org.apache.spark.SparkClassNotFoundException: [DATA_SOURCE_NOT_FOUND] "
+    ...       "Failed to find the data source: tfrecord.\\n\\tat org.apache.X.y(X.scala:1)"))
+    '[DATA_SOURCE_NOT_FOUND] Failed to find the data source: tfrecord.'
+    >>> cause(ValueError("bad value"))
+    'ValueError: bad value'
+    """
+    text = str(exc).strip()
+    lines = [ln.strip() for ln in text.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(_FRAMES)]
+    if not lines:
+        return type(exc).__name__
+    if lines[0].startswith(_WRAPPERS):
+        if "Traceback (most recent call last)" in text:  # a Python worker's error
+            return _clip(_JAVA_CLASS.sub("", lines[-1]))
+        lines = lines[1:] or lines  # Py4J: the Java exception follows
+        return _clip(_JAVA_CLASS.sub("", lines[0].lstrip(": ")))
+    first = lines[0]
+    if _JAVA_CLASS.match(first) or first.startswith("[") or type(exc).__name__.startswith(
+            "Py4J"):
+        return _clip(_JAVA_CLASS.sub("", first))
+    return _clip(f"{type(exc).__name__}: {first}")
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= _LIMIT else text[:_LIMIT - 3] + "..."
+
+
 def explain(exc: BaseException) -> str:
     """One line describing ``exc``: the sparktf message when one is inside it."""
     found = find_sparktf_error(exc)
     if found is not None:
         return str(found)
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else type(exc).__name__
-    return f"{type(exc).__name__}: {first}"[:2000]
+    return cause(exc)
 
 
 @contextmanager
-def reraise() -> Iterator[None]:
-    """Re-raise worker-side sparktf errors as their own class on the driver.
+def reraise(what: str | None = None) -> Iterator[None]:
+    """Re-raise worker-side sparktf errors as their own class on the driver; with ``what``
+    (what sparktf was doing, e.g. ``writing TFRecords to out``), any other error of the
+    block as a :class:`~sparktf.errors.SparkTFError` saying ``what: cause``.
 
     Examples
     --------
-    >>> with reraise():
-    ...     pass
+    >>> with reraise("writing TFRecords to out"):
+    ...     raise RuntimeError("An error occurred while calling o1.save.\\n: "
+    ...                        "java.io.IOException: No space left on device")
+    Traceback (most recent call last):
+    ...
+    sparktf.errors.SparkTFError: writing TFRecords to out: No space left on device
     """
     try:
         yield
@@ -55,6 +108,8 @@ def reraise() -> Iterator[None]:
         raise
     except Exception as exc:
         found = find_sparktf_error(exc)
-        if found is None:
+        if found is not None:
+            raise found from exc
+        if what is None:
             raise
-        raise found from exc
+        raise errors.SparkTFError(f"{what}: {cause(exc)}") from exc

@@ -36,7 +36,7 @@ def run_on_server(spark: Any, fn: Callable[..., Any], **kwargs: Any) -> Any:
     from sparktf.spark.errors import reraise
 
     task = functools.partial(_call, fn=fn, kwargs=kwargs)
-    with reraise():
+    with reraise(f"running {fn.__name__} in a Spark task on the server"):
         row = spark.range(0, 1, 1, 1).mapInArrow(task, "result string").first()
     return json.loads(row.result)
 
