@@ -291,32 +291,51 @@ def is_hidden(name: str) -> bool:
 def expand(url: str) -> list[str]:
     """The data files of ``url``: itself when a file, else every file under it whose path
     has no hidden part, sorted; globs (``*``, ``?``, ``[..]``) match within one path part."""
+    return [path for path, _, _ in expand_sized(url)]
+
+
+def expand_sized(url: str) -> list[tuple[str, int, str]]:
+    """:func:`expand` with each file's size and its root: the file or directory the glob
+    (or ``url`` itself) matched, below which partition directories are looked for (one
+    listing: sizes come with it)."""
     loc = parse(url)
     if loc.is_local:
         path = local_path(url)
         matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
-        return [f for m in matches for f in _expand_local(m)]
+        return [found for m in matches for found in _expand_local(m)]
     if glob.has_magic(loc.path):
         return [f for m in _glob_remote(loc) for f in _expand_remote(m)]
     return _expand_remote(url)
 
 
-def _expand_local(path: str) -> list[str]:
-    if os.path.isfile(path):
-        return [path]
-    out: list[str] = []
-    for root, dirs, names in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not is_hidden(d))
-        out.extend(os.path.join(root, n) for n in sorted(names) if not is_hidden(n))
-    return out
+def _expand_local(path: str) -> list[tuple[str, int, str]]:
+    try:
+        found = os.stat(path)
+    except OSError:
+        return []
+    if not os.path.isdir(path):
+        return [(path, found.st_size, os.path.dirname(path))]
+    out: list[tuple[str, int, str]] = []
+    stack = [path]
+    while stack:
+        with os.scandir(stack.pop()) as scan:
+            for entry in scan:
+                if is_hidden(entry.name):
+                    continue
+                if entry.is_dir():
+                    stack.append(entry.path)
+                else:
+                    out.append((entry.path, entry.stat().st_size, path))
+    return sorted(out)
 
 
-def _expand_remote(url: str) -> list[str]:
+def _expand_remote(url: str) -> list[tuple[str, int, str]]:
     import pyarrow.fs as pafs
 
-    if info(url).type == pafs.FileType.File:
-        return [url]
-    return sorted(child(url, name) for name, _ in walk(url)
+    found = info(url)
+    if found.type == pafs.FileType.File:
+        return [(url, int(found.size or 0), url.rsplit("/", 1)[0])]
+    return sorted((child(url, name), int(item.size or 0), url) for name, item in walk(url)
                   if not any(is_hidden(part) for part in name.split("/")))
 
 

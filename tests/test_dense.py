@@ -23,7 +23,10 @@ from pyspark.sql.types import (
 
 from sparktf.errors import SparkTFError
 from sparktf.model.dense import dense_columns, score_dense
-from sparktf.model.fused import _records
+from sparktf.partitions import PartitionSpec
+from sparktf.planning import Split
+from sparktf.tfrecord.reader import WHOLE
+from sparktf.tfrecord.scan import read_splits
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
 from sparktf.tfrecord.framing import frame
 from sparktf.tfrecord.options import ReadSettings
@@ -69,9 +72,11 @@ def _outcome(lane: Callable[[], Iterator[pa.RecordBatch]]) -> pa.Table | tuple[t
 def _both(files: list[str], plan: Plan, settings: ReadSettings = SETTINGS):
     columns = dense_columns(plan, SCHEMA, settings)
     assert columns is not None
-    dense = _outcome(lambda: score_dense(iter(files), columns=columns, plan=plan,
+    splits = [Split(f, 0, WHOLE, WHOLE) for f in files]
+    dense = _outcome(lambda: score_dense(iter(splits), columns=columns, plan=plan,
                                          schema=SCHEMA, settings=settings))
-    general = _outcome(lambda: map_batches(_records(files, SCHEMA, settings), plan=plan))
+    general = _outcome(lambda: map_batches(read_splits(splits, schema=SCHEMA, settings=settings,
+                                                       spec=PartitionSpec()), plan=plan))
     return dense, general
 
 

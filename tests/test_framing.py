@@ -15,12 +15,12 @@ from sparktf.errors import TFRecordError
 from sparktf.tfrecord.framing import (
     Problem,
     RecordFileWriter,
-    first_overrun,
     frame,
     list_data_files,
     resolve_compression,
     scan_records,
 )
+from sparktf.tfrecord.splits import first_overrun
 
 
 def _records(path: Path, compression: str = "none") -> list:
@@ -140,7 +140,7 @@ def test_truncated_gzip_stream_is_a_problem(tmp_path: Path) -> None:
 @pytest.mark.parametrize("cut", [0, 3, 9, 17])
 def test_first_overrun_walks_records_across_mapped_windows(tmp_path: Path, monkeypatch,
                                                            cut: int) -> None:
-    import sparktf.tfrecord.framing as framing
+    import sparktf.tfrecord.splits as framing
 
     monkeypatch.setattr(framing, "_WINDOW", 1 << 16)  # 64 KiB windows: records straddle them
     data = b"".join(frame(bytes([i % 251]) * (i * 7 % 900)) for i in range(3000))
@@ -177,7 +177,7 @@ def _reference_overrun(data: bytes) -> tuple[int, int, str] | None:
 def test_first_overrun_matches_a_record_by_record_walk(tmp_path_factory, runs, cut: int,
                                                         window: int) -> None:
     """Runs of equal-length records are passed in bulk; the answer must not change."""
-    import sparktf.tfrecord.framing as framing
+    import sparktf.tfrecord.splits as framing
 
     data = b"".join(frame(b"r" * length) * count for count, length in runs)
     data = data[: max(len(data) - cut, 0)]

@@ -45,12 +45,12 @@ from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.encode import Encoder
 from sparktf.tfrecord.framing import (
     Problem,
-    first_overrun,
     frame,
     masked_crc,
     scan_records,
 )
 from sparktf.tfrecord.reader import ReadSettings, read_file
+from sparktf.tfrecord.splits import first_overrun
 from sparktf.tfrecord.types import Column, columns_of
 
 example_pb2 = pytest.importorskip("tensorflow.core.example.example_pb2")

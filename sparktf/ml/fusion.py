@@ -2,13 +2,12 @@
 
 When the DataFrame handed to :meth:`TFModel.transform` is exactly a file scan — a
 ``read_tfrecords`` result, or a Parquet relation with at most a column projection — the
-input columns need not travel Python → JVM → Python. Instead a ``spark.range`` of group
-indices is mapped by a Python function that reads its group of pieces (TFRecord files, or
-Parquet row groups), scores them, and returns only the outputs. Pieces are grouped into
-runs of about equal size, two per task slot: each Spark task costs a few hundred
-milliseconds of its own, so one task per small piece wastes a quarter of the time.
-Anything else (filters, joins, computed columns) takes the general ``mapInArrow`` path;
-both give the same rows.
+input columns need not travel Python → JVM → Python. Instead a ``spark.range`` of task
+indices is mapped by a Python function that reads its task's pieces (TFRecord files and
+splits of files as ``read_tfrecords`` planned them, or Parquet row groups packed the same
+way: :mod:`sparktf.planning`), scores them, and returns only the outputs. Anything else
+(filters, joins, computed columns) takes the general ``mapInArrow`` path; both give the same
+rows.
 """
 
 from __future__ import annotations
@@ -16,6 +15,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+from typing import Any
 
 from pyspark.sql import DataFrame
 from pyspark.sql import types as T
@@ -23,7 +23,7 @@ from pyspark.sql import types as T
 from sparktf import fs
 from sparktf.model.fused import ParquetPiece, score_files, score_parquet
 from sparktf.model.runtime import Plan
-from sparktf.spark.compat import default_parallelism
+from sparktf.planning import FileInfo, PackSettings, plan_tasks
 from sparktf.spark.scans import same_plan, scan_of
 
 log = logging.getLogger(__name__)
@@ -34,61 +34,41 @@ def fused_transform(dataset: DataFrame, plan: Plan, schema: T.StructType) -> Dat
     spark = dataset.sparkSession
     scan = scan_of(dataset)
     pieces = [] if scan is not None else parquet_pieces(dataset)
-    if scan is not None and scan.files:
-        slots = default_parallelism(spark)
-        groups = contiguous_groups([_size(f) for f in scan.files], TASKS_PER_SLOT * slots)
-        fn = functools.partial(score_files, scan=scan, plan=plan, groups=groups)
+    if scan is not None and scan.tasks:
+        count = len(scan.tasks)
+        fn = functools.partial(score_files, scan=scan, plan=plan)
     elif pieces:
-        slots = default_parallelism(spark)
-        groups = contiguous_groups([p.rows for p in pieces], TASKS_PER_SLOT * slots)
-        fn = functools.partial(score_parquet, pieces=tuple(pieces), plan=plan, groups=groups)
+        tasks = parquet_tasks(pieces, PackSettings(**_pack_options(spark)))
+        count = len(tasks)
+        fn = functools.partial(score_parquet, pieces=tuple(pieces), plan=plan, tasks=tasks)
     else:
         return None
-    log.info("TFModel: fused scan of %d pieces in %d tasks", sum(map(len, groups)), len(groups))
-    return spark.range(0, len(groups), 1, len(groups)).mapInArrow(fn, schema)
+    log.info("TFModel: fused scan in %d tasks", count)
+    return spark.range(0, count, 1, count).mapInArrow(fn, schema)
 
 
-TASKS_PER_SLOT = 2
+def _pack_options(spark: Any) -> dict[str, int]:
+    from sparktf.spark.confs import scan_options
+
+    found = scan_options(spark)
+    return {"max_partition_bytes": int(found["maxPartitionBytes"]),
+            "open_cost_in_bytes": int(found["openCostInBytes"]),
+            "min_partitions": int(found["minPartitions"])}
 
 
-def contiguous_groups(sizes: list[int], parts: int) -> tuple[tuple[int, ...], ...]:
-    """Split piece indices ``0..len(sizes)-1`` into at most ``parts`` runs of consecutive
-    pieces with about equal total size (order kept, so output order follows the input).
+def parquet_tasks(pieces: list[ParquetPiece],
+                  settings: PackSettings) -> tuple[tuple[int, ...], ...]:
+    """Row groups packed into tasks by :mod:`sparktf.planning` (a row group is never cut):
+    the piece indices of each task.
 
     Examples
     --------
-    >>> contiguous_groups([5, 5, 5, 5, 1, 1], 2)
-    ((0, 1), (2, 3, 4, 5))
-    >>> contiguous_groups([1, 1, 1], 4)
-    ((0,), (1,), (2,))
+    >>> pieces = [ParquetPiece("a", i, 10, size) for i, size in enumerate([50, 50, 30])]
+    >>> parquet_tasks(pieces, PackSettings(max_partition_bytes=100, open_cost_in_bytes=0))
+    ((0, 1), (2,))
     """
-    if len(sizes) <= parts:
-        return tuple((i,) for i in range(len(sizes)))
-    weights = [max(s, 1) for s in sizes]
-    total = sum(weights)
-    groups: list[tuple[int, ...]] = []
-    current: list[int] = []
-    done = 0  # size of the pieces placed so far
-    for index, weight in enumerate(weights):
-        target = total * (len(groups) + 1) / parts  # where the open group should end
-        closer_before = done + weight - target > target - done
-        if current and closer_before and len(groups) < parts - 1:
-            groups.append(tuple(current))
-            current = []
-        current.append(index)
-        done += weight
-    if current:
-        groups.append(tuple(current))
-    return tuple(groups)
-
-
-def _size(path: str) -> int:
-    if fs.is_remote(path):  # one request a file is not worth it: count it as one unit
-        return 1
-    try:
-        return os.path.getsize(path)
-    except OSError:
-        return 1
+    files = [FileInfo(str(i), max(p.size, 1)) for i, p in enumerate(pieces)]
+    return tuple(tuple(int(s.path) for s in task) for task in plan_tasks(files, settings))
 
 
 def parquet_pieces(dataset: DataFrame) -> list[ParquetPiece]:
@@ -121,12 +101,18 @@ def parquet_pieces(dataset: DataFrame) -> list[ParquetPiece]:
         for path in paths:
             with pq.ParquetFile(path) as handle:
                 meta = handle.metadata
-                pieces += [ParquetPiece(path, i, meta.row_group(i).num_rows)
+                pieces += [ParquetPiece(path, i, meta.row_group(i).num_rows,
+                                        _stored_size(meta.row_group(i)))
                            for i in range(meta.num_row_groups)]
     except OSError as exc:
         log.info("TFModel: Parquet footers not readable here (%s); general path", exc)
         return []
     return pieces
+
+
+def _stored_size(row_group: Any) -> int:
+    """The bytes a row group takes in its file (its column chunks, compressed)."""
+    return sum(row_group.column(j).total_compressed_size for j in range(row_group.num_columns))
 
 
 def _local_path(uri: str) -> str | None:

@@ -10,7 +10,7 @@ the session runs the previous batch.
 
 Anything else in a file — a missing feature, another number of values, another kind, a
 corrupt record, a truncated file — stops the dense lane at that batch; the general lane
-(:func:`~sparktf.tfrecord.reader.read_file` and :func:`~sparktf.model.runtime.map_batches`)
+(:func:`~sparktf.tfrecord.reader.read_split` and :func:`~sparktf.model.runtime.map_batches`)
 reads the rest of that file. Rows, errors and the skipping of corrupt records are the
 general lane's; a test compares the two lanes.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,10 +32,20 @@ from sparktf import fs
 from sparktf._tf import freeze_survivors, tensorflow
 from sparktf.model.convert import check_batch_dim, to_arrow
 from sparktf.model.runtime import LazyModel, Plan, map_batches
+from sparktf.planning import Split
 from sparktf.tfrecord.decode import Decoder
-from sparktf.tfrecord.framing import first_overrun, resolve_compression
+from sparktf.tfrecord.framing import Problem, resolve_compression
 from sparktf.tfrecord.options import ReadSettings
-from sparktf.tfrecord.reader import TF_COMPRESSION, faults, read_file, read_whole
+from sparktf.tfrecord.reader import (
+    faults,
+    part_of,
+    plain,
+    read_split,
+    records_dataset,
+    skip_rows,
+    span_signature,
+)
+from sparktf.tfrecord.runs import Run, check_read, grouped, records_of, run_signature
 from sparktf.tfrecord.types import columns_of
 
 log = logging.getLogger(__name__)
@@ -78,39 +88,80 @@ def dense_columns(plan: Plan, schema: StructType,
     return tuple(out.values())
 
 
-def score_dense(paths: Iterator[str], *, columns: tuple[DenseColumn, ...], plan: Plan,
+def score_dense(splits: Iterator[Split], *, columns: tuple[DenseColumn, ...], plan: Plan,
                 schema: StructType, settings: ReadSettings) -> Iterator[pa.RecordBatch]:
-    """Score the files ``paths`` in the dense lane (remote files in the general lane)."""
+    """Score the files or splits ``splits`` in the dense lane: runs of plain local splits
+    through one pipeline each (:mod:`sparktf.tfrecord.runs`), a compressed file alone,
+    remote files in the general lane."""
     freeze_survivors()
     model = LazyModel(plan)
-    for path in paths:
+    for group in grouped(splits, settings):
+        if isinstance(group, Run):
+            yield from _dense_run(group, columns, plan, schema, settings, model)
+            continue
         done = 0
-        if not fs.is_remote(path):
-            for batch in _dense_file(path, columns, plan, settings, model):
+        if not fs.is_remote(group.path):
+            for batch in _dense_split(group, columns, plan, settings, model):
                 if batch is None:  # the dense lane stops here
                     break
                 done += batch.num_rows
                 yield batch
             else:
                 continue
-        log.info("%s: the general lane reads from record %d on", path, done)
-        decoder = Decoder(schema, "Example", skip_corrupt=settings.ignore_corrupt_records)
-        yield from map_batches(_after(read_file(path, decoder, settings), done), plan=plan)
+        yield from _general(group, done, plan, schema, settings)
 
 
-def _dense_file(path: str, columns: tuple[DenseColumn, ...], plan: Plan,
-                settings: ReadSettings, model: LazyModel) -> Iterator[pa.RecordBatch | None]:
-    """Scored batches of ``path``; None at the first batch the dense lane cannot take."""
+def _general(split: Split, done: int, plan: Plan, schema: StructType,
+             settings: ReadSettings) -> Iterator[pa.RecordBatch]:
+    """The general lane for ``split`` from its record ``done`` on."""
+    log.info("%s: the general lane reads from record %d on", split.path, done)
+    decoder = Decoder(schema, "Example", skip_corrupt=settings.ignore_corrupt_records)
+    yield from map_batches(skip_rows(read_split(split, decoder, settings), done), plan=plan)
+
+
+def _dense_run(run: Run, columns: tuple[DenseColumn, ...], plan: Plan, schema: StructType,
+               settings: ReadSettings, model: LazyModel) -> Iterator[pa.RecordBatch]:
+    """Score a run; at the first batch the dense lane cannot take, the general lane reads
+    that batch's first split from there, and the run goes on after it."""
     tf = tensorflow()
+    iterator = iter(_run_pipeline(plan.batch_size, columns)(*run.inputs()))
+    by_name = {c.name: i for i, c in enumerate(columns)}
+    done = consumed = 0
+    while True:
+        try:
+            *values, size = next(iterator)
+        except StopIteration:
+            break
+        except faults(tf):
+            index, local = run.position(done)
+            yield from _general(run.splits[index], local, plan, schema, settings)
+            if index + 1 < len(run.splits):
+                yield from _dense_run(run.after(index), columns, plan, schema, settings, model)
+            return
+        arrays = [_shaped(values[by_name[f.column]].numpy(), f.shape) for f in plan.feeds]
+        rows = int(arrays[0].shape[0])
+        done += rows
+        consumed += 16 * rows + int(size)
+        yield _scored(model, arrays, rows, plan)
+    check_read(run, consumed)
+
+
+def _dense_split(split: Split, columns: tuple[DenseColumn, ...], plan: Plan,
+                 settings: ReadSettings, model: LazyModel) -> Iterator[pa.RecordBatch | None]:
+    """Scored batches of ``split``; None at the first batch the dense lane cannot take."""
+    tf = tensorflow()
+    path = split.path
     try:
         compression = resolve_compression(path, settings.compression)
+        span = part_of(path, split, compression)
     except Exception:  # noqa: BLE001 - the general lane says what is wrong
         yield None
         return
-    if compression == "none" and first_overrun(path) is not None:
+    if isinstance(span, Problem) or span.problem is not None:
         yield None
         return
-    iterator = iter(_pipeline(compression, plan.batch_size, columns)(path))
+    iterator = iter(_pipeline(compression, plan.batch_size, columns)(path, span.first,
+                                                                    span.count))
     consumed = 0
     by_name = {c.name: i for i, c in enumerate(columns)}
     while True:
@@ -125,7 +176,7 @@ def _dense_file(path: str, columns: tuple[DenseColumn, ...], plan: Plan,
         rows = int(arrays[0].shape[0])
         consumed += 16 * rows + int(size)
         yield _scored(model, arrays, rows, plan)
-    if not read_whole(path, compression, consumed):
+    if not span.read_all(path, compression, consumed):
         yield None
 
 
@@ -144,46 +195,55 @@ def _scored(model: LazyModel, arrays: list[np.ndarray], rows: int,
     return pa.RecordBatch.from_arrays(outputs, names=[f.column for f in plan.fetches])
 
 
-def _after(batches: Iterator[pa.RecordBatch], skip: int) -> Iterator[pa.RecordBatch]:
-    """``batches`` without their first ``skip`` rows."""
-    for batch in batches:
-        if skip >= batch.num_rows:
-            skip -= batch.num_rows
-            continue
-        yield batch.slice(skip) if skip else batch
-        skip = 0
-
-
 #: Traced pipeline builders, keyed by everything they depend on; the oldest goes beyond
 #: :data:`_KEEP` (a worker that scores many differently shaped models).
 _PIPELINES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _KEEP = 16
 
 
+def _run_pipeline(batch_size: int, columns: tuple[DenseColumn, ...]) -> Any:
+    """A ``tf.function`` building a run's pipeline (its splits' records, batched across
+    them, parsed, prefetched), traced once per process and key."""
+    def build(tf: Any, parse: Any) -> Any:
+        def make(paths: Any, firsts: Any, counts: Any) -> Any:
+            records = records_of(tf, paths, firsts, counts)
+            return plain(tf, records.batch(batch_size).map(parse).prefetch(2))
+
+        return tf.function(make, input_signature=run_signature(tf), autograph=False)
+
+    return _traced(("run", batch_size, columns), columns, build)
+
+
 def _pipeline(compression: str, batch_size: int, columns: tuple[DenseColumn, ...]) -> Any:
     """A ``tf.function`` building one file's pipeline (read, batch, parse, prefetch), traced
     once per process and key (see ``sparktf.tfrecord.reader._pipeline``)."""
-    key = (compression, batch_size, columns)
+    def build(tf: Any, parse: Any) -> Any:
+        def make(path: Any, first: Any, count: Any) -> Any:
+            records = records_dataset(tf, path, compression, first, count)
+            return plain(tf, records.batch(batch_size).map(parse).prefetch(2))
+
+        return tf.function(make, input_signature=span_signature(tf), autograph=False)
+
+    return _traced((compression, batch_size, columns), columns, build)
+
+
+def _traced(key: tuple[Any, ...], columns: tuple[DenseColumn, ...],
+            build: Callable[[Any, Any], Any]) -> Any:
+    """The builder ``build(tf, parse)`` made for ``key``, kept in a bounded LRU."""
     make = _PIPELINES.get(key)
     if make is not None:
         _PIPELINES.move_to_end(key)
-    else:
-        tf = tensorflow()
-        spec = {c.name: tf.io.FixedLenFeature([] if c.scalar else [c.width], tf.as_dtype(c.dtype))
-                for c in columns}
+        return make
+    tf = tensorflow()
+    spec = {c.name: tf.io.FixedLenFeature([] if c.scalar else [c.width], tf.as_dtype(c.dtype))
+            for c in columns}
 
-        def parse(serialized: Any) -> tuple[Any, ...]:
-            parsed = tf.io.parse_example(serialized, spec)
-            size = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
-            return (*(parsed[c.name] for c in columns), size)
+    def parse(serialized: Any) -> tuple[Any, ...]:
+        parsed = tf.io.parse_example(serialized, spec)
+        size = tf.reduce_sum(tf.cast(tf.strings.length(serialized), tf.int64))
+        return (*(parsed[c.name] for c in columns), size)
 
-        def build(path: Any) -> Any:
-            return tf.data.TFRecordDataset(
-                path, compression_type=TF_COMPRESSION[compression], buffer_size=1 << 22
-            ).batch(batch_size).map(parse).prefetch(2)
-
-        make = _PIPELINES[key] = tf.function(
-            build, input_signature=[tf.TensorSpec([], tf.string)], autograph=False)
-        while len(_PIPELINES) > _KEEP:
-            _PIPELINES.popitem(last=False)
+    make = _PIPELINES[key] = build(tf, parse)
+    while len(_PIPELINES) > _KEEP:
+        _PIPELINES.popitem(last=False)
     return make

@@ -1,10 +1,11 @@
 """Fused scoring of TFRecord files: read, decode and run the model in one Python task.
 
 Used by :class:`~sparktf.ml.TFModel` when its input is exactly a DataFrame returned by
-:func:`sparktf.read_tfrecords` (or a plain Parquet scan). Each task gets a group of pieces
-(consecutive files or row groups), reads them with ``tf.data`` (or pyarrow), decodes only
-the columns the model needs, scores them, and hands Spark only the outputs (and
-pass-through columns). Input tensors never cross into the JVM and back.
+:func:`sparktf.read_tfrecords` (or a plain Parquet scan). Each task gets the splits the scan
+planned (packed files and pieces of large ones; Parquet: row groups packed the same way),
+reads them with ``tf.data`` (or pyarrow), decodes only the columns the model needs, scores
+them, and hands Spark only the outputs (and pass-through columns). Input tensors never cross
+into the JVM and back.
 The result is the same as the general path (a test compares them).
 """
 
@@ -12,26 +13,35 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
 from pyspark.sql.types import StructType
 
+from sparktf._tf import freeze_survivors
 from sparktf.model.dense import dense_columns, score_dense
 from sparktf.model.runtime import Plan, map_batches
-from sparktf.tfrecord.decode import Decoder
+from sparktf.partitions import PartitionSpec
+from sparktf.planning import Split
 from sparktf.tfrecord.options import ReadSettings
-from sparktf.tfrecord.reader import read_file
+from sparktf.tfrecord.scan import read_splits
 
 
 @dataclass(frozen=True)
 class FileScan:
-    """A TFRecord scan as ``read_tfrecords`` set it up: files, schema and read settings."""
+    """A TFRecord scan as ``read_tfrecords`` planned it: the splits of each task
+    (:mod:`sparktf.planning`), the schema, the read settings and the partition values."""
 
-    files: tuple[str, ...]
+    tasks: tuple[tuple[Split, ...], ...]
     schema_json: str
     settings: ReadSettings
+    spec: PartitionSpec = PartitionSpec()
+
+    @property
+    def files(self) -> tuple[str, ...]:
+        """The files the scan reads, each once."""
+        return tuple(dict.fromkeys(s.path for task in self.tasks for s in task))
 
     def needed(self, columns: Sequence[str]) -> StructType:
         """The scan's schema narrowed to ``columns`` (in scan order)."""
@@ -46,71 +56,64 @@ def _indices(batches: Iterator[pa.RecordBatch]) -> Iterator[int]:
         yield from chunk.column(0).to_numpy().tolist()
 
 
-def _pieces(indices: Iterator[pa.RecordBatch],
-            groups: Sequence[Sequence[int]]) -> Iterator[int]:
-    """The piece indices of the group indices arriving from ``spark.range``."""
-    for group in _indices(indices):
-        yield from groups[group]
-
-
-def _records(paths: Iterable[str], schema: StructType,
-             settings: ReadSettings) -> Iterator[pa.RecordBatch]:
-    """The records of each file of ``paths``, decoded to ``schema`` (a decoder per file)."""
-    for path in paths:
-        decoder = Decoder(schema, settings.record_type,
-                          skip_corrupt=settings.ignore_corrupt_records)
-        yield from read_file(path, decoder, settings)
+def _splits(indices: Iterator[pa.RecordBatch], scan: FileScan) -> Iterator[Split]:
+    """The splits of the task indices arriving from ``spark.range``."""
+    for task in _indices(indices):
+        yield from scan.tasks[task]
 
 
 def read_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over file indices: the records of each file, all columns."""
+    """``mapInArrow`` function over task indices: the records of each task, all columns."""
+    freeze_survivors()
     schema = StructType.fromJson(json.loads(scan.schema_json))
-    yield from _records((scan.files[i] for i in _indices(indices)), schema, scan.settings)
+    yield from read_splits(_splits(indices, scan), schema=schema, settings=scan.settings,
+                           spec=scan.spec)
 
 
-def score_files(
-    indices: Iterator[pa.RecordBatch], *, scan: FileScan, plan: Plan,
-    groups: Sequence[Sequence[int]],
-) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over a DataFrame of group indices (``spark.range``): each
-    group is a run of file indices into ``scan.files``."""
+def score_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan,
+                plan: Plan) -> Iterator[pa.RecordBatch]:
+    """``mapInArrow`` function over a DataFrame of task indices (``spark.range``): read,
+    decode and score each task's splits."""
     columns = [*plan.passthrough, *(f.column for f in plan.feeds)]
     schema = scan.needed(columns)
     settings = dataclasses.replace(scan.settings, batch_size=plan.batch_size)
-
-    paths = (scan.files[index] for index in _pieces(indices, groups))
-    dense = dense_columns(plan, schema, settings)
+    splits = _splits(indices, scan)
+    dense = None if set(schema.fieldNames()) & set(scan.spec.names) else dense_columns(
+        plan, schema, settings)
     if dense is not None:
-        yield from score_dense(paths, columns=dense, plan=plan, schema=schema, settings=settings)
+        yield from score_dense(splits, columns=dense, plan=plan, schema=schema, settings=settings)
     else:
-        yield from map_batches(_records(paths, schema, settings), plan=plan)
+        yield from map_batches(read_splits(splits, schema=schema, settings=settings,
+                                           spec=scan.spec), plan=plan)
 
 
 @dataclass(frozen=True)
 class ParquetPiece:
-    """One row group of one Parquet file."""
+    """One row group of one Parquet file (``size``: its bytes, for packing)."""
 
     path: str
     row_group: int
     rows: int = 0
+    size: int = 0
 
 
 def score_parquet(
     indices: Iterator[pa.RecordBatch], *, pieces: tuple[ParquetPiece, ...], plan: Plan,
-    groups: Sequence[Sequence[int]],
+    tasks: Sequence[Sequence[int]],
 ) -> Iterator[pa.RecordBatch]:
-    """``mapInArrow`` function over group indices: read each group's row groups with
-    pyarrow, score them."""
+    """``mapInArrow`` function over task indices: read each task's row groups with pyarrow,
+    score them."""
     import pyarrow.parquet as pq
 
     columns = list(dict.fromkeys([*plan.passthrough, *(f.column for f in plan.feeds)]))
 
     def batches() -> Iterator[pa.RecordBatch]:
-        for index in _pieces(indices, groups):
-            piece = pieces[index]
-            with pq.ParquetFile(piece.path) as handle:
-                yield from handle.iter_batches(batch_size=plan.batch_size,
-                                               row_groups=[piece.row_group],
-                                               columns=columns, use_threads=False)
+        for task in _indices(indices):
+            for index in tasks[task]:
+                piece = pieces[index]
+                with pq.ParquetFile(piece.path) as handle:
+                    yield from handle.iter_batches(batch_size=plan.batch_size,
+                                                   row_groups=[piece.row_group],
+                                                   columns=columns, use_threads=False)
 
     yield from map_batches(batches(), plan=plan)

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from pyspark.sql.types import StructType
 
 from sparktf.errors import SchemaError, TFRecordError
+from sparktf.listing import Listing
 from sparktf.spark import commit, scans
 from sparktf.spark.compat import is_connect, make_active
 from sparktf.spark.errors import reraise
@@ -18,12 +19,18 @@ from sparktf.tfrecord.options import ReadSettings, WriteSettings
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
+    from sparktf.model.fused import FileScan
+
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
-_registered: weakref.WeakSet[Any] = weakref.WeakSet()
+_registered: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
 def register(spark: SparkSession) -> None:
-    """Register the ``tfrecord`` data source with ``spark`` (once per session).
+    """Register the ``tfrecord`` data source with ``spark``.
+
+    The data source plans in a worker without a session, so it gets the session's
+    ``spark.sql.files.*`` settings, time zone and filter pushdown setting here
+    (:mod:`sparktf.spark.confs`); a later call registers it again when they changed.
 
     Examples
     --------
@@ -32,13 +39,18 @@ def register(spark: SparkSession) -> None:
     >>> spark.read.format("tfrecord").load(examples).count()
     5
     """
-    make_active(spark)  # the data source is looked up through this thread's session
-    if spark in _registered:
-        return
+    import json
+
+    from sparktf.spark.confs import pushdown, scan_options
     from sparktf.spark.datasource import TFRecordDataSource
 
-    spark.dataSource.register(TFRecordDataSource)
-    _registered.add(spark)
+    make_active(spark)  # the data source is looked up through this thread's session
+    options, push = scan_options(spark), pushdown(spark)
+    key = json.dumps([options, push], sort_keys=True)
+    if _registered.get(spark) == key:
+        return
+    spark.dataSource.register(TFRecordDataSource.for_session(options, push))
+    _registered[spark] = key
 
 
 def parse_schema_hint(
@@ -92,10 +104,15 @@ def _settings(schema_hint: str | StructType | None, options: dict[str, Any]) -> 
 def read_tfrecords(
     spark: SparkSession,
     path: str | list[str],
+    *,
     schema_hint: str | StructType | None = None,
     **options: Any,
 ) -> DataFrame:
     """Read TFRecord files (file, directory, glob or list) into a DataFrame.
+
+    Files are packed into tasks, and large uncompressed files split, as Spark's file
+    sources do (the session's ``spark.sql.files.*`` settings); ``key=value`` directories
+    become columns.
 
     Parameters
     ----------
@@ -105,11 +122,13 @@ def read_tfrecords(
         Partial or full schema as DDL (``image/encoded binary, label bigint``) or
         ``struct<...>``; feature names need no backticks. Features not named are inferred
         from a sample of records (a bytes feature becomes ``binary`` when a sampled value is
-        not UTF-8 text, else ``string``).
+        not UTF-8 text, else ``string``). A partition column it names gets its type.
     **options
         The settings of :class:`~sparktf.tfrecord.options.ReadSettings`, camelCase or
         snake_case: ``record_type``, ``compression``, ``sample_records``, ``batch_size``,
-        ``ignore_corrupt_files``, ``ignore_corrupt_records``. Unknown names are refused.
+        ``ignore_corrupt_files``, ``ignore_corrupt_records``, ``max_partition_bytes``,
+        ``open_cost_in_bytes``, ``min_partitions``, ``split_files``, ``base_path``,
+        ``time_zone``. Unknown names are refused.
 
     Examples
     --------
@@ -123,20 +142,19 @@ def read_tfrecords(
 def read_scan(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     """The DataFrame of a planned scan, through the ``tfrecord`` data source, noted so that
     TFModel can recognise the scan by its plan (:mod:`sparktf.spark.scans`)."""
-    from sparktf.model.fused import FileScan
-
     register(spark)
     schema = scan.schema(spark)
-    opts = {k: v for k, v in scan.settings.to_options().items() if k != "schemaHint"}
+    files = scan.file_scan(spark, schema)
+    opts = {k: v for k, v in files.settings.to_options().items() if k != "schemaHint"}
     with reraise(f"reading TFRecords from {scan.target}"):
         df = spark.read.format("tfrecord").options(**opts).schema(schema).load(scan.target)
-    scans.remember(df, FileScan(tuple(scan.files), schema.json(), scan.settings))
+    scans.remember(df, files)
     return df
 
 
 def scan_tfrecords(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     """The rows of :func:`read_tfrecords`, without the data source: a ``spark.range`` of
-    file indices mapped by the same reader (one task per file).
+    task indices mapped by the same reader (the same tasks).
 
     For ``sparktf infer``, whose input the fused path scores straight from the files (this
     DataFrame is read only by ``--verbose``'s ``show()``): it skips registering the data
@@ -145,25 +163,31 @@ def scan_tfrecords(spark: SparkSession, scan: ScanPlan) -> DataFrame:
     """
     import functools
 
-    from sparktf.model.fused import FileScan, read_files
+    from sparktf.model.fused import read_files
 
     schema = scan.schema(spark)
-    files = FileScan(files=tuple(scan.files), schema_json=schema.json(), settings=scan.settings)
+    files = scan.file_scan(spark, schema)
     fn = functools.partial(read_files, scan=files)
-    df = spark.range(0, len(scan.files), 1, max(1, len(scan.files))).mapInArrow(fn, schema)
+    tasks = len(files.tasks)
+    df = spark.range(0, tasks, 1, max(1, tasks)).mapInArrow(fn, schema)
     scans.remember(df, files)
     return df
 
 
 @dataclass(frozen=True)
 class ScanPlan:
-    """A TFRecord scan planned on the driver without Spark: the files, the settings and the
-    schema as DDL (the hint's fields, then the inferred ones)."""
+    """A TFRecord scan planned on the driver without Spark: the listing (files, sizes,
+    partitions), the settings and the schema as DDL (the hint's fields, then the inferred
+    ones, then the partition columns)."""
 
     target: str | list[str]
-    files: list[str]
+    listing: Listing
     settings: ReadSettings
     ddl: str
+
+    @property
+    def files(self) -> list[str]:
+        return self.listing.paths
 
     @property
     def columns(self) -> list[str]:
@@ -174,12 +198,25 @@ class ScanPlan:
 
     def schema(self, spark: SparkSession) -> StructType:
         """The schema, parsed by Spark and checked against what TFRecord can hold."""
+        from sparktf.tfrecord.scan import data_schema
         from sparktf.tfrecord.types import columns_of
 
         schema = _parse_ddl(spark, self.ddl, shown=self.settings.schema_hint or self.ddl)
         if self.settings.record_type != "ByteArray":
-            columns_of(schema, self.settings.record_type)
+            columns_of(data_schema(schema, self.listing.spec), self.settings.record_type)
         return schema
+
+    def file_scan(self, spark: SparkSession, schema: StructType) -> FileScan:
+        """The tasks of the scan, packed with the session's settings (options win)."""
+        from sparktf.model.fused import FileScan
+        from sparktf.planning import plan_tasks
+        from sparktf.spark.confs import scan_options
+        from sparktf.spark.datasource import pack_settings
+
+        given = {k: v for k, v in self.settings.to_options().items()}
+        settings = ReadSettings.from_options({**scan_options(spark), **given})
+        tasks = plan_tasks(self.listing.files, pack_settings(settings))
+        return FileScan(tuple(tasks), schema.json(), settings, self.listing.spec)
 
 
 def plan_scan(
@@ -187,13 +224,12 @@ def plan_scan(
 ) -> ScanPlan:
     """Check the options, list the files and infer the schema, on the driver (a planning
     worker would import TensorFlow just for this)."""
-    from sparktf.spark.datasource import schema_ddl
-    from sparktf.tfrecord.framing import list_data_files
+    from sparktf.spark.datasource import scan_listing, schema_ddl
 
     settings = _settings(schema_hint, options)  # checks every option up front
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
-    files = list_data_files(target)
-    return ScanPlan(target, files, settings, schema_ddl(files, settings))
+    listing = scan_listing([target] if isinstance(target, str) else target, settings)
+    return ScanPlan(target, listing, settings, schema_ddl(listing, settings))
 
 
 def planned_scan(
@@ -209,14 +245,31 @@ def planned_scan(
     settings = _settings(schema_hint, options)  # checked here, before the job
     target: Any = [str(p) for p in path] if isinstance(path, (list, tuple)) else str(path)
     found = run_on_server(spark, plan_files, target=target, options=settings.to_options())
-    return ScanPlan(target, found["files"], settings, found["ddl"])
+    return ScanPlan(target, listing_from_json(found["listing"]), settings, found["ddl"])
 
 
 def plan_files(target: str | list[str], options: dict[str, str]) -> dict[str, Any]:
-    """The files and DDL schema of a scan, as JSON data (run by :func:`planned_scan` on a
+    """The listing and DDL schema of a scan, as JSON data (run by :func:`planned_scan` on a
     Spark Connect server)."""
     scan = plan_scan(target, None, options)
-    return {"files": scan.files, "ddl": scan.ddl}
+    return {"listing": listing_json(scan.listing), "ddl": scan.ddl}
+
+
+def listing_json(listing: Listing) -> dict[str, Any]:
+    """A listing as JSON data (:func:`listing_from_json` reads it back)."""
+    spec = listing.spec
+    return {"files": [[f.path, f.size, f.splittable, f.partition] for f in listing.files],
+            "columns": [list(c) for c in spec.columns], "values": [list(v) for v in spec.values]}
+
+
+def listing_from_json(data: dict[str, Any]) -> Listing:
+    from sparktf.partitions import PartitionSpec
+    from sparktf.planning import FileInfo
+
+    spec = PartitionSpec(tuple(tuple(c) for c in data["columns"]),
+                         tuple(tuple(v) for v in data["values"]))
+    return Listing(tuple(FileInfo(p, int(s), bool(sp), int(r)) for p, s, sp, r in data["files"]),
+                   spec)
 
 
 def write_tfrecords(

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 
 from sparktf.errors import SchemaError
@@ -158,3 +159,25 @@ def merged_ddl(hint: str | None, inferred: Iterable[tuple[str, str]]) -> str:
     texts = [text for _, text in fields]
     texts += [f"{quote(name)} {type_}" for name, type_ in inferred if name not in named]
     return ", ".join(texts)
+
+
+_ALIASES = {"integer": "int", "long": "bigint", "short": "smallint", "byte": "tinyint",
+            "real": "float", "dec": "decimal", "numeric": "decimal"}
+
+
+def hint_types(hint: str | None) -> dict[str, str]:
+    """The Spark type name each top-level field of a hint gives (``integer`` as ``int``).
+
+    Examples
+    --------
+    >>> hint_types("day INTEGER, kind string NOT NULL, v decimal(10, 2)")
+    {'day': 'int', 'kind': 'string', 'v': 'decimal(10,2)'}
+    """
+    out = {}
+    for name, text in hint_fields(hint) if hint else []:
+        kind = text[len(quote(name)):].strip()
+        kind = re.split(r"\s+(?:NOT\s+NULL|COMMENT)\b", kind, maxsplit=1, flags=re.I)[0]
+        kind = re.sub(r"\s+", "", kind).lower()
+        head, paren, rest = kind.partition("(")
+        out[name] = _ALIASES.get(head, head) + paren + rest
+    return out

@@ -13,16 +13,13 @@ from __future__ import annotations
 
 import glob
 import gzip
-import mmap
-import os
 import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import google_crc32c
-import numpy as np
 
 from sparktf import fs, manifest
 from sparktf.errors import TFRecordError
@@ -31,7 +28,7 @@ from sparktf.tfrecord.sniff import UNKNOWN, looks_like
 COMPRESSIONS = ("none", "gzip", "zlib")
 EXTENSIONS = {"none": "", "gzip": ".gz", "zlib": ".zlib"}
 _MASK_DELTA = 0xA282EAD8
-_GZIP_MAGIC = b"\x1f\x8b"
+GZIP_MAGIC = b"\x1f\x8b"
 _HEADER = struct.Struct("<QI")
 _FOOTER = struct.Struct("<I")
 
@@ -120,7 +117,7 @@ def resolve_compression(path: str, option: str | None) -> str:
         else:
             return value
     with fs.open_input(path, buffer_size=1 << 16) as handle:
-        return "gzip" if handle.read(2) == _GZIP_MAGIC else "none"
+        return "gzip" if handle.read(2) == GZIP_MAGIC else "none"
 
 
 class _ZlibReader:
@@ -180,6 +177,7 @@ class Problem:
     offset: int
     what: str
     head: bytes = b""  # the file's first bytes, when the framing is wrong from its start
+    fatal: bool = False  # no skip mode may step over it (a split read from a wrong place)
 
     def message(self) -> str:
         looks = looks_like(self.head) if self.head else UNKNOWN
@@ -189,24 +187,31 @@ class Problem:
         return f"{self.path}: record {self.record} at byte offset {self.offset}: {self.what}"
 
 
-def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes] | Problem]:
+def scan_records(path: str, compression: str, *, start: int = 0, stop: int | None = None,
+                 first: Any = 0) -> Iterator[tuple[int, int, bytes] | Problem]:
     """Yield ``(record_number, offset, data)`` per record, or a :class:`Problem` and stop
     at the first framing fault a reader cannot step over.
 
     A record whose data CRC is wrong yields a :class:`Problem` and the scan goes on (the framing
     is intact); a wrong length CRC or a truncation ends the scan. Memory stays bounded by the
     data really there: a length field that claims more bytes than the file holds is reported,
-    never allocated.
+    never allocated. A split of an uncompressed file: the scan starts at the record at byte
+    ``start`` and ends before the first record starting at ``stop`` or later; record numbers
+    count from ``start``, while a :class:`Problem` names the record counted from the file's
+    start, ``first`` being the number of the record at ``start``.
     """
     try:
         stream = open_records(path, compression)
         size = fs.size(path) if compression == "none" else None
+        if start:
+            stream.seek(start)
     except OSError as exc:
         yield Problem(path, 0, 0, f"cannot open: {exc}")
         return
-    offset, index = 0, 0
+    offset, count = start, 0
     try:
-        while True:
+        while stop is None or offset < stop:
+            index = first + count if first else count
             try:
                 header = stream.read(12)
             except (OSError, EOFError, zlib.error) as exc:
@@ -237,9 +242,9 @@ def scan_records(path: str, compression: str) -> Iterator[tuple[int, int, bytes]
             if masked_crc(data) != _FOOTER.unpack_from(body, length)[0]:
                 yield Problem(path, index, offset, "corrupt data CRC")
             else:
-                yield index, offset, data
+                yield count, offset, data
             offset += 16 + length
-            index += 1
+            count += 1
     finally:
         stream.close()
 
@@ -266,75 +271,6 @@ def _read_body(stream: BinaryIO, want: int, limit: int | None) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def first_overrun(path: str) -> Problem | None:
-    """Walk the length fields of an uncompressed file without reading its data, and name the
-    first record whose declared length runs past the end of the file (None when none does).
-
-    ``tf.data`` allocates a record's declared length before reading it, and a length field
-    that claims terabytes crashes the process; the reader checks plain files with this first.
-    The length CRC is not checked here: :func:`scan_records` says what is wrong.
-
-    Examples
-    --------
-    >>> import tempfile, os
-    >>> path = os.path.join(tempfile.mkdtemp(), "a.tfrecord")
-    >>> _ = open(path, "wb").write(frame(b"abc") + frame(b"de")[:-1])
-    >>> first_overrun(path).record
-    1
-    """
-    size = os.path.getsize(path)
-    offset = index = 0
-    with open(path, "rb") as handle:
-        while offset < size:
-            base = offset - offset % mmap.ALLOCATIONGRANULARITY
-            end = min(base + _WINDOW, size)
-            if end - offset < 8:
-                return Problem(path, index, offset, "truncated record header")
-            # mapped, not read: only the pages holding length fields are touched and nothing
-            # is copied; one window at a time keeps the resident memory bounded
-            with mmap.mmap(handle.fileno(), end - base, offset=base,
-                           access=mmap.ACCESS_READ) as view:
-                offset, index, length = _walk(view, base, offset, index, end, size)
-            if length is not None:
-                return Problem(path, index, offset, f"record length {length} runs past "
-                               f"the end of the file ({size - offset} bytes left)")
-    return None
-
-
-def _walk(view: mmap.mmap, base: int, offset: int, index: int, end: int,
-          size: int) -> tuple[int, int, int | None]:
-    """Step through the length fields that lie in ``view`` (file bytes ``base``..``end``);
-    returns where it stopped and, at an overrun, the declared length.
-
-    Records of equal length (fixed-shape features) are passed in runs: the length fields of
-    the next records at the same stride are compared in one numpy call, not one by one.
-    """
-    unpack = struct.Struct("<Q").unpack_from
-    scalar_steps = 0  # after a short run, step one by one for a while before trying again
-    while offset + 8 <= end:
-        (length,) = unpack(view, offset - base)
-        if length > size - offset - 16:
-            return offset, index, length
-        step = 16 + length
-        ahead = min((end - offset - 8) // step, _RUN)
-        if scalar_steps or ahead < 8:
-            scalar_steps = max(scalar_steps - 1, 0)
-            offset, index = offset + step, index + 1
-            continue
-        equal = np.ndarray((ahead,), "<u8", view, offset + step - base, (step,)) == length
-        same = ahead if equal.all() else int(np.argmin(equal))  # equal lengths that follow
-        fits = min(same, (size - offset) // step - 1)  # the records after this one that fit
-        offset, index = offset + step * (1 + fits), index + 1 + fits
-        if fits < same:  # the next one is the same length, and runs past the end
-            return offset, index, length
-        scalar_steps = 0 if same >= 8 else 32
-    return offset, index, None
-
-
-_RUN = 4096  # length fields compared at once by first_overrun
-_WINDOW = 64 << 20  # bytes of a file mapped at a time by first_overrun
 
 
 class NotTFRecord(TFRecordError):

@@ -15,7 +15,8 @@ Traceback (most recent call last):
     ...
 sparktf.errors.TFRecordError: unknown read option 'ignoreCorruptRecord'; closest: \
 'ignoreCorruptRecords'; accepted: recordType, compression, schemaHint, sampleRecords, \
-batchSize, ignoreCorruptFiles, ignoreCorruptRecords
+batchSize, ignoreCorruptFiles, ignoreCorruptRecords, maxPartitionBytes, openCostInBytes, \
+minPartitions, splitFiles, basePath, timeZone
 """
 
 from __future__ import annotations
@@ -89,6 +90,40 @@ def check_positive(option: str, value: Any) -> int:
     return number
 
 
+_UNITS = {"": 1, "b": 1, "k": 1 << 10, "kb": 1 << 10, "m": 1 << 20, "mb": 1 << 20,
+          "g": 1 << 30, "gb": 1 << 30, "t": 1 << 40, "tb": 1 << 40}
+
+
+def check_bytes(option: str, value: Any) -> int:
+    """A size in bytes, as Spark writes them (``134217728``, ``"128m"``, ``"1g"``).
+
+    Examples
+    --------
+    >>> check_bytes("maxPartitionBytes", "128m"), check_bytes("maxPartitionBytes", "4194304b")
+    (134217728, 4194304)
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]*)\s*", str(value))
+    unit = match.group(2).lower() if match else None
+    if isinstance(value, bool) or match is None or unit not in _UNITS:
+        raise TFRecordError(f"option {option}: expected a size in bytes such as 134217728 or "
+                            f"128m, found {value!r}")
+    number = int(match.group(1)) * _UNITS[unit]
+    if number <= 0 and option != "openCostInBytes":
+        raise TFRecordError(f"option {option}: expected a positive size, found {value!r}")
+    return number
+
+
+def check_time_zone(value: str) -> str:
+    """A time zone name (``UTC``, ``Europe/Paris``) that Python knows."""
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(value)
+    except Exception:  # noqa: BLE001 - ZoneInfoNotFoundError, ValueError
+        raise TFRecordError(f"option timeZone: unknown time zone {value!r}") from None
+    return value
+
+
 @dataclass(frozen=True, kw_only=True)
 class _Settings:
     """Shared parsing of option mappings into a frozen dataclass."""
@@ -149,6 +184,18 @@ class ReadSettings(_Settings):
     ignore_corrupt_files, ignore_corrupt_records : bool
         Keep a corrupt file's records before its fault and skip the rest; skip records whose
         data CRC or payload is bad and go on.
+    max_partition_bytes, open_cost_in_bytes : int or str, optional
+        How files are packed into tasks (``134217728``, ``"128m"``); by default the session's
+        ``spark.sql.files.maxPartitionBytes`` and ``spark.sql.files.openCostInBytes``.
+    min_partitions : int, optional
+        Spread the bytes over at least this many tasks; by default the session's
+        ``spark.sql.files.minPartitionNum``, else its default parallelism.
+    split_files : bool
+        Read an uncompressed local file larger than a task in several tasks (default true).
+    base_path : str, optional
+        The table's root above its ``key=value`` directories (default: each input folder).
+    time_zone : str, optional
+        The time zone of timestamp partition values (default: the session's).
     """
 
     WHAT: ClassVar[str] = "read"
@@ -159,6 +206,12 @@ class ReadSettings(_Settings):
     batch_size: int = 4096
     ignore_corrupt_files: bool = False
     ignore_corrupt_records: bool = False
+    max_partition_bytes: int | None = None
+    open_cost_in_bytes: int | None = None
+    min_partitions: int | None = None
+    split_files: bool = True
+    base_path: str | None = None
+    time_zone: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -167,11 +220,20 @@ class ReadSettings(_Settings):
                                                READ_COMPRESSIONS))
         set_(self, "sample_records", check_positive("sampleRecords", self.sample_records))
         set_(self, "batch_size", check_positive("batchSize", self.batch_size))
-        for name in ("ignore_corrupt_files", "ignore_corrupt_records"):
+        for name in ("ignore_corrupt_files", "ignore_corrupt_records", "split_files"):
             set_(self, name, check_flag(_camel(name), getattr(self, name)))
-        if self.schema_hint is not None and not isinstance(self.schema_hint, str):
-            raise TFRecordError(
-                f"option schemaHint: expected a schema string, found {self.schema_hint!r}")
+        for name in ("max_partition_bytes", "open_cost_in_bytes"):
+            if getattr(self, name) is not None:
+                set_(self, name, check_bytes(_camel(name), getattr(self, name)))
+        if self.min_partitions is not None:
+            set_(self, "min_partitions", check_positive("minPartitions", self.min_partitions))
+        for name in ("schema_hint", "base_path", "time_zone"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, str) or not value.strip()):
+                raise TFRecordError(f"option {_camel(name)}: expected a non-empty string, "
+                                    f"found {value!r}")
+        if self.time_zone is not None:
+            check_time_zone(self.time_zone)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -147,11 +147,30 @@ def arrow_type(data_type: DataType, *, column: str = "") -> pa.DataType:
         element = arrow_type(data_type.elementType, column=column)
         return pa.list_(pa.field("element", element, nullable=data_type.containsNull))
     name = _ARROW_NAMES.get(type(data_type))
+    partition_only = _partition_type(data_type)
+    if partition_only is not None:  # types a partition directory may hold, not a feature
+        return partition_only
     if name is None:
         supported = ", ".join(sorted(t.typeName() for t in _ARROW_NAMES))
         raise SchemaError(f"column {column!r} has type {data_type.simpleString()}; sparktf "
                           f"supports {supported} and (nested) arrays of them")
     return getattr(pa, name)()
+
+
+def _partition_type(data_type: DataType) -> pa.DataType | None:
+    """The Arrow type of a partition column of a type no TFRecord feature has."""
+    import pyarrow as pa
+    from pyspark.sql.types import DateType, DecimalType, TimestampNTZType, TimestampType
+
+    if isinstance(data_type, DateType):
+        return pa.date32()
+    if isinstance(data_type, TimestampType):
+        return pa.timestamp("us", tz="UTC")
+    if isinstance(data_type, TimestampNTZType):
+        return pa.timestamp("us")
+    if isinstance(data_type, DecimalType):
+        return pa.decimal128(data_type.precision, data_type.scale)
+    return None
 
 
 def arrow_schema(schema: StructType) -> pa.Schema:
