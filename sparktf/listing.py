@@ -139,7 +139,8 @@ def _splittable(path: str, size: int, compression: str) -> bool:
 
 def sample_across(listing: Listing, max_files: int = 32) -> list[str]:
     """Up to ``max_files`` files for schema inference, spread over the partition directories
-    first (one file of each, in turn), and evenly over each directory's files.
+    first (one file of each, in turn; directories evenly spread when there are more of
+    them), and evenly over each directory's files.
 
     Examples
     --------
@@ -153,7 +154,8 @@ def sample_across(listing: Listing, max_files: int = 32) -> list[str]:
     rows: dict[int, list[str]] = {}
     for f in listing.files:
         rows.setdefault(f.partition, []).append(f.path)
-    spread = [sample_files(paths, max_files) for paths in rows.values()]
+    groups = sample_files(list(rows.values()), max_files)  # more directories than files
+    spread = [sample_files(paths, max_files) for paths in groups]
     picked: list[str] = []
     for turn in range(max((len(s) for s in spread), default=0)):
         picked += [s[turn] for s in spread if turn < len(s)]

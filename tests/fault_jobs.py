@@ -169,7 +169,10 @@ def run_local(work: Path, s3_url: str | None = None) -> dict[str, Any]:
     # (c): the same two faults right after reading TFRecords (a given schema: no inference)
     write("input", rows_to_write(spark), "input")
     sparktf.register(spark)
-    df = spark.read.format("tfrecord").schema(SCHEMA).load(str(work / "input"))
+    # one task per file (as many tasks as the partitions written), whatever the packing
+    one_each = {"maxPartitionBytes": "1", "openCostInBytes": "1"}
+    df = spark.read.format("tfrecord").options(**one_each).schema(SCHEMA).load(
+        str(work / "input"))
     job("read-once", lambda: checksum(df.mapInArrow(fault(faults, markers, "read-once"), SCHEMA)))
 
     # (d): jobs that fail on every attempt, over an existing output and into a fresh path
@@ -189,7 +192,8 @@ def run_local(work: Path, s3_url: str | None = None) -> dict[str, Any]:
     model = TFModel(exportDir=str(build_rowsum(work / "rowsum", width=WIDTH)),
                     inputMapping={"x": "x"}, passthroughColumns=["id"], batchSize=BATCH,
                     outputMapping={"total": "total", "doubled": "doubled"})
-    scans = {"fused": sparktf.read_tfrecords(spark, str(work / "input"), SCHEMA),
+    scans = {"fused": sparktf.read_tfrecords(spark, str(work / "input"), schema_hint=SCHEMA,
+                                             **one_each),
              "general": rows(spark)}
     for tag, df in scans.items():
         fault_spec = {"tag": tag, "markers": markers, "kinds": {FAULTY: "raise", KILLED: "kill"},

@@ -217,3 +217,30 @@ def test_version_verbose_schema_and_subcommand_usage(digits, mnist_export, tmp_p
                  "--output", str(out), "--verbose", "--output_format", "parquet"]) == 0
     shown = capsys.readouterr().out
     assert "output:\nroot\n |-- prediction: long" in shown and "|-- features: array" in shown
+
+
+@pytest.mark.parametrize("fmt", ["tfrecord", "json"])
+def test_partition_by_writes_a_tree_of_the_outputs(spark, digits, mnist_export, tmp_path,
+                                                   fmt) -> None:
+    out = tmp_path / "tree"
+    args = ["infer", "--export_dir", str(mnist_export), "--input", str(digits[0]), *SEED,
+            "--output", str(out), "--output_format", fmt, "--partition_by", "prediction"]
+    assert main(args) == 0
+    expected, _ = mnist_numpy(digits[1])
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == sorted(
+        {f"prediction={v}" for v in expected.tolist()})
+    if fmt == "tfrecord":
+        back = sparktf.read_tfrecords(spark, str(out))
+    else:
+        back = spark.read.json(str(out))
+    assert back.count() == 60
+    assert sorted(r.prediction for r in back.collect()) == sorted(expected.tolist())
+
+
+def test_partition_by_names_an_output_column(digits, mnist_export, tmp_path, capsys) -> None:
+    args = ["infer", "--export_dir", str(mnist_export), "--input", str(digits[0]), *SEED,
+            "--output", str(tmp_path / "o"), "--partition_by", "predictoin"]
+    assert main(args) == 2
+    last = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--partition_by: 'predictoin' is not an output column" in last
+    assert "closest: 'prediction'" in last and not (tmp_path / "o").exists()

@@ -167,9 +167,11 @@ def test_job_that_cannot_succeed_leaves_existing_output_untouched(local_jobs) ->
     report, work = local_jobs
     failed = report["keep-always"]
     assert not failed["ok"]
-    # the last of the four attempts raised; the message is the worker's own
-    assert failed["error"] == "PythonException"
-    assert f"RuntimeError: injected fault in partition {FAULTY}, attempt 3" in failed["message"]
+    # the last of the four attempts raised; one line says what sparktf was doing, then the
+    # worker's own error
+    assert failed["error"] == "SparkTFError"
+    assert failed["message"] == (f"writing TFRecords to {work / 'keep'}: RuntimeError: "
+                                 f"injected fault in partition {FAULTY}, attempt 3")
     assert [f"keep-raise-{i}" in report["faults"] for i in range(5)] == [True] * 4 + [False]
     assert report["keep-after"] == report["keep-before"]
     assert sorted(report["keep-before"])[0] == "_SUCCESS"

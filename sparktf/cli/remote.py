@@ -37,7 +37,8 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
     """Run ``sparktf infer`` against the Spark Connect server ``args.remote``."""
     import sparktf
     from sparktf._tf import warm_up
-    from sparktf.cli.infer import _write, spark_session
+    from sparktf.cli.infer import spark_session
+    from sparktf.cli.output import write_output
     from sparktf.errors import SchemaError
     from sparktf.spark.api import planned_scan, read_scan, scan_tfrecords
     from sparktf.spark.errors import reraise
@@ -77,7 +78,7 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
             spark_args = copy.copy(args)
             if args.mode == "errorifexists":  # the name Spark Connect's writer accepts
                 spark_args.mode = "error"
-            _write(model.transform(df), spark_args, on_server=True)
+            write_output(model.transform(df), spark_args, on_server=True)
             rows = count_on_server(spark, args)
     finally:
         spark.stop()  # a client session: the server keeps running

@@ -22,6 +22,15 @@ if TYPE_CHECKING:
     from sparktf.model.fused import FileScan
 
 SAVE_MODES = ("errorifexists", "error", "overwrite", "append", "ignore")
+OVERWRITE_MODE = "spark.sql.sources.partitionOverwriteMode"
+
+
+def _conf(spark: Any, key: str) -> str | None:
+    try:
+        value = spark.conf.get(key, None)
+    except Exception:  # noqa: BLE001 - a key this Spark does not know
+        return None
+    return str(value).lower() if value else None
 _registered: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
 
 
@@ -279,28 +288,45 @@ def write_tfrecords(
     mode: str = "errorifexists",
     record_type: str = "Example",
     compression: str = "none",
+    partition_by: str | list[str] | tuple[str, ...] = (),
     **options: Any,
 ) -> None:
     """Write ``df`` as TFRecord files under the directory ``path``.
 
     ``mode`` is ``errorifexists`` (default), ``overwrite``, ``append`` or ``ignore``. The
     files appear together with ``_SUCCESS`` when the job commits; a failed job leaves the
-    path as it was (an existing output untouched, an absent one absent). ``options`` are
-    the settings of :class:`~sparktf.tfrecord.options.WriteSettings`.
+    path as it was (an existing output untouched, an absent one absent). ``partition_by``
+    writes those columns as ``key=value/`` directories (Hive style) instead of features;
+    ``partition_overwrite_mode="dynamic"`` (default: the session's
+    ``spark.sql.sources.partitionOverwriteMode``) makes ``overwrite`` replace only the
+    directories written to. ``options`` are the settings of
+    :class:`~sparktf.tfrecord.options.WriteSettings`.
 
     Examples
     --------
     >>> write_tfrecords(spark.range(3), f"{tmp}/ids", mode="overwrite", compression="gzip")
     >>> read_tfrecords(spark, f"{tmp}/ids").count()
     3
+    >>> write_tfrecords(spark.range(4).selectExpr("id", "id % 2 AS odd"), f"{tmp}/tree",
+    ...                 partition_by=["odd"])
+    >>> import os
+    >>> sorted(os.listdir(f"{tmp}/tree"))
+    ['_SUCCESS', 'odd=0', 'odd=1']
     """
     from sparktf import fs
+    from sparktf.spark.confs import scan_options
     from sparktf.spark.serverside import output_state
 
     spark = df.sparkSession
     register(spark)
+    session = {"time_zone": scan_options(spark)["timeZone"],
+               "partition_overwrite_mode": _conf(spark, OVERWRITE_MODE) or "static"}
     settings = WriteSettings.from_options(
-        {"record_type": record_type, "compression": compression, **options})
+        {**session, "record_type": record_type, "compression": compression,
+         "partition_by": partition_by, **options})
+    from sparktf.partitioned import check_partition_by
+
+    check_partition_by(df.schema, settings.partition_by)
     mode = str(mode).lower()
     if mode not in SAVE_MODES:
         raise TFRecordError(f"mode: expected one of {', '.join(SAVE_MODES)}, found {mode!r}")

@@ -26,7 +26,9 @@ SUCCESS = "_SUCCESS"
 @dataclass
 class TaskCommit(WriterCommitMessage):
     """What one task wrote: staged file (if any rows; on an object store, the uploaded
-    object), final name, record count and (object stores) bytes."""
+    object), final name (relative to the output: ``day=1/part-...`` in a partitioned
+    write), record count and (object stores) bytes; ``others``: the task's other files (one
+    per partition directory it wrote into)."""
 
     staged: str | None
     final: str | None
@@ -34,6 +36,31 @@ class TaskCommit(WriterCommitMessage):
     skipped: list[str] = field(default_factory=list)
     size: int = 0
     host: str = ""  #: where the task ran (for errors about files the driver cannot see)
+    others: list[TaskCommit] = field(default_factory=list)
+
+    def files(self) -> list[TaskCommit]:
+        """Every file the task wrote (none when it had no rows)."""
+        return [f for f in (self, *self.others) if f.final]
+
+    @property
+    def total(self) -> int:
+        """The records of every file of the task."""
+        return self.records + sum(f.records for f in self.others)
+
+
+def of_files(files: list[TaskCommit], host: str = "") -> TaskCommit:
+    """One task's message for the files it wrote (possibly none)."""
+    if not files:
+        return TaskCommit(staged=None, final=None, records=0, host=host)
+    first, *others = files
+    return TaskCommit(staged=first.staged, final=first.final, records=first.records,
+                      size=first.size, host=host, others=others)
+
+
+def directories(messages: list[TaskCommit | None]) -> set[str]:
+    """The partition directories (relative) the files of ``messages`` lie in."""
+    return {f.final.rsplit("/", 1)[0] for m in messages if m is not None for f in m.files()
+            if f.final and "/" in f.final}
 
 
 def staging_dir(out: str, job: str) -> str:
@@ -79,7 +106,9 @@ def task_path(out: str, job: str, partition: int, attempt: int, name: str, *,
             f"output path {out}: job {job} has already been committed or aborted; this task "
             f"attempt (partition {partition}, attempt {attempt}) writes nothing"
         ) from None
-    return os.path.join(folder, name)
+    target = os.path.join(folder, *name.split("/"))
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    return target
 
 
 def visible_entries(out: str) -> list[str]:
@@ -95,39 +124,48 @@ def visible_entries(out: str) -> list[str]:
     return [e for e in fs.entries(out) if e != TEMPORARY]
 
 
-def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool) -> int:
+def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool,
+               dynamic: bool = False) -> int:
     """Publish the staged files of ``messages``; returns the number of records committed.
+    ``dynamic`` (with ``overwrite``): replace only the partition directories written to.
 
     Every staged file must be visible here (on the driver) before anything is published: a
     task that ran on another host and wrote to that host's own disk is an error.
     """
-    for message in messages:
-        if message is not None and message.staged and not os.path.isfile(message.staged):
+    files = [f for m in messages if m is not None for f in m.files() if f.staged]
+    for file in files:
+        if not os.path.isfile(file.staged or ""):
             raise TFRecordError(
-                f"output path {out}: the part file {message.staged} written on executor host "
-                f"{message.host or 'unknown'} is not visible on the driver's host "
-                f"{this_host()}: the output must be a folder every host sees at the same path "
-                "(a shared filesystem) or remote storage")
+                f"output path {out}: the part file {file.staged} written on executor host "
+                f"{file.host or _host_of(messages, file) or 'unknown'} is not visible on the "
+                f"driver's host {this_host()}: the output must be a folder every host sees "
+                "at the same path (a shared filesystem) or remote storage")
     if overwrite:
-        for entry in visible_entries(out):
-            target = os.path.join(out, entry)
+        doomed = (list(directories(messages)) if dynamic
+                  else [e for e in visible_entries(out) if e != SUCCESS])
+        for entry in doomed:
+            target = os.path.join(out, *entry.split("/"))
             if os.path.isdir(target) and not os.path.islink(target):
                 shutil.rmtree(target)
-            else:
+            elif os.path.lexists(target):
                 os.remove(target)
     with contextlib.suppress(FileNotFoundError):
         os.remove(os.path.join(out, SUCCESS))
-    total = 0
-    for message in messages:
-        if message is None:
-            continue
-        total += message.records
-        if message.staged:
-            os.replace(message.staged, os.path.join(out, message.final or ""))
+    for file in files:
+        target = os.path.join(out, *(file.final or "").split("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(file.staged or "", target)
     _remove_staging(out, job)
     with open(os.path.join(out, SUCCESS), "wb"):
         pass
-    return total
+    return sum(m.total for m in messages if m is not None)
+
+
+def _host_of(messages: list[TaskCommit | None], file: TaskCommit) -> str:
+    for message in messages:
+        if message is not None and file in message.files():
+            return message.host
+    return ""
 
 
 def remove_if_empty(out: str) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import json
 import logging
-import uuid
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import ClassVar
@@ -31,16 +30,13 @@ from pyspark.sql.datasource import (
 )
 from pyspark.sql.types import StructType
 
-from sparktf import fs
 from sparktf._tf import freeze_survivors
-from sparktf.errors import TFRecordError, this_host
+from sparktf.errors import TFRecordError
 from sparktf.listing import Listing, list_inputs, sample_across
 from sparktf.partitions import check_no_overlap
 from sparktf.planning import PackSettings, Split, plan_tasks
-from sparktf.spark import commit, objcommit
 from sparktf.tfrecord.decode import Decoder
-from sparktf.tfrecord.framing import EXTENSIONS, RecordFileWriter, frame
-from sparktf.tfrecord.options import ReadSettings, WriteSettings
+from sparktf.tfrecord.options import ReadSettings
 from sparktf.tfrecord.scan import data_schema, read_splits
 from sparktf.tfrecord.types import BYTE_ARRAY_COLUMN
 
@@ -150,8 +146,11 @@ class TFRecordDataSource(DataSource):
         reader = PruningReader if self.PUSHDOWN else TFRecordReader
         return reader(input_paths(self.options), schema, self._settings())
 
-    def writer(self, schema: StructType, overwrite: bool) -> TFRecordWriter:
-        return TFRecordWriter(self.options, schema, overwrite)
+    def writer(self, schema: StructType, overwrite: bool) -> DataSourceArrowWriter:
+        from sparktf.spark.writer import TFRecordWriter
+
+        options = {k: v for k, v in self.SESSION.items() if k == "timeZone"}
+        return TFRecordWriter({**options, **dict(self.options)}, schema, overwrite)
 
 
 class TFRecordReader(DataSourceReader):
@@ -193,89 +192,3 @@ class PruningReader(TFRecordReader):
         self.listing = self.listing.pruned(rows.__contains__)
         log.info("partition filters kept %d of %d files", len(self.listing.files), before)
         return filters
-
-
-class TFRecordWriter(DataSourceArrowWriter):
-    """Writes one file per task, staged and published by :mod:`sparktf.spark.commit`."""
-
-    def __init__(self, options: Mapping[str, str], schema: StructType, overwrite: bool) -> None:
-        from sparktf.tfrecord.encode import Encoder
-
-        self.path = input_paths(options)[0]
-        self.remote = fs.is_remote(self.path)  # a malformed URL fails here, before any task
-        if not self.remote:
-            self.path = fs.local_path(self.path)
-        settings = WriteSettings.from_options(options)
-        self.record_type, self.compression = settings.record_type, settings.compression
-        self.schema, self.overwrite = schema, overwrite
-        self.job = uuid.uuid4().hex[:12]
-        self.driver_host = this_host()  # built on the driver's machine, pickled to tasks
-        Encoder(schema, self.record_type)  # raises on an unsupported column before any I/O
-        if self.remote:
-            objcommit.start_job(self.path, self.job)  # tasks upload only while it is open
-        else:
-            commit.start_job(self.path, self.job)  # tasks stage only while this exists
-
-    def write(self, iterator: Iterator[pa.RecordBatch]) -> commit.TaskCommit:
-        from pyspark import TaskContext
-
-        from sparktf.tfrecord.encode import Encoder
-
-        context = TaskContext.get()
-        partition = context.partitionId() if context else 0
-        attempt = context.attemptNumber() if context else 0
-        if self.remote:
-            return self._write_remote(iterator, partition, attempt)
-        name = f"part-{partition:05d}-{self.job}.tfrecord{EXTENSIONS[self.compression]}"
-        encoder, writer, staged, count = Encoder(self.schema, self.record_type), None, None, 0
-        try:
-            for batch in iterator:
-                if batch.num_rows == 0:
-                    continue
-                if writer is None:
-                    staged = commit.task_path(self.path, self.job, partition, attempt, name,
-                                              driver_host=self.driver_host)
-                    writer = RecordFileWriter(staged, self.compression)
-                writer.write_framed(b"".join(map(frame, encoder.encode(batch))))
-                count += batch.num_rows
-        finally:
-            if writer is not None:
-                writer.close()
-        return commit.TaskCommit(staged=staged, final=name if staged else None, records=count,
-                                 host=this_host())
-
-    def _write_remote(self, iterator: Iterator[pa.RecordBatch], partition: int,
-                      attempt: int) -> commit.TaskCommit:
-        """Write the task's file in scratch space, then upload it whole to its final,
-        attempt-unique name (see :mod:`sparktf.spark.objcommit`)."""
-        from sparktf.scratch import scratch_file
-        from sparktf.tfrecord.encode import Encoder
-
-        extension = ".tfrecord" + EXTENSIONS[self.compression]
-        name = objcommit.object_name(partition, self.job, attempt, extension)
-        encoder, count = Encoder(self.schema, self.record_type), 0
-        with scratch_file("write", extension) as local:
-            with RecordFileWriter(local, self.compression) as writer:
-                for batch in iterator:
-                    if batch.num_rows:
-                        writer.write_framed(b"".join(map(frame, encoder.encode(batch))))
-                        count += batch.num_rows
-            if count == 0:
-                return commit.TaskCommit(staged=None, final=None, records=0)
-            size = objcommit.upload(local, self.path, self.job, name)
-        target = fs.child(self.path, name)
-        return commit.TaskCommit(staged=target, final=name, records=count, size=size)
-
-    def commit(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]
-        if self.remote:
-            total = objcommit.commit_job(self.path, self.job, messages,
-                                         overwrite=self.overwrite)
-        else:
-            total = commit.commit_job(self.path, self.job, messages, overwrite=self.overwrite)
-        log.info("committed %d records to %s", total, self.path)
-
-    def abort(self, messages: list[commit.TaskCommit | None]) -> None:  # type: ignore[override]
-        if self.remote:
-            objcommit.abort_job(self.path, self.job)
-        else:
-            commit.abort_job(self.path, self.job)

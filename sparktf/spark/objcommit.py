@@ -48,7 +48,12 @@ def object_name(partition: int, job: str, attempt: int, extension: str) -> str:
 
 
 def _of_job(name: str, job: str) -> bool:
-    return name.startswith("part-") and f"-{job}-a" in name and "/" not in name
+    base = name.rsplit("/", 1)[-1]
+    return base.startswith("part-") and f"-{job}-a" in base
+
+
+def _within(name: str, folders: set[str]) -> bool:
+    return any(name.startswith(f"{folder}/") for folder in folders)
 
 
 def job_mark(out: str, job: str) -> str:
@@ -87,33 +92,38 @@ def upload(local: str, out: str, job: str, name: str) -> int:
     return size
 
 
-def commit_job(out: str, job: str, messages: Sequence[Any], *, overwrite: bool) -> int:
+def commit_job(out: str, job: str, messages: Sequence[Any], *, overwrite: bool,
+               dynamic: bool = False) -> int:
     """Publish the files of ``messages`` (``TaskCommit``): the manifest first, then the
-    deletions. Returns the records committed."""
+    deletions. ``dynamic`` (with ``overwrite``): replace only the partition directories
+    written to. Returns the records committed."""
+    from sparktf.spark.commit import directories
+
     present = {name: item.size for name, item in fs.walk(out)}
-    winners = [m for m in messages if m is not None and m.final]
     entries = []
-    for message in winners:
-        found = present.get(message.final)
-        if found != message.size:
+    for file in (f for m in messages if m is not None for f in m.files()):
+        found = present.get(file.final)
+        if found != file.size:
             raise TFRecordError(
-                f"output path {out}: task file {message.final} has {found} bytes, the task "
-                f"wrote {message.size}; nothing is committed")
-        entries.append(manifest.Entry(message.final, message.size, message.records))
+                f"output path {out}: task file {file.final} has {found} bytes, the task "
+                f"wrote {file.size}; nothing is committed")
+        entries.append(manifest.Entry(file.final, file.size, file.records))
+    replaced = directories(list(messages)) if overwrite and dynamic else set()
     kept: list[manifest.Entry] = []
-    if not overwrite:
+    if not overwrite or dynamic:
         previous = manifest.read(out)
         if previous is None:
             previous = [manifest.Entry(n, s, None) for n, s in present.items()
                         if not any(fs.is_hidden(p) for p in n.split("/")) and not _of_job(n, job)]
-        kept = [e for e in previous if e.name in present]
+        kept = [e for e in previous if e.name in present and not _within(e.name, replaced)]
     manifest.write(out, kept + entries, job=job)
     fs.delete([job_mark(out, job)])
     present = {name: item.size for name, item in fs.walk(out)}  # what late attempts added
     listed = {e.name for e in kept + entries} | {manifest.SUCCESS}
-    doomed = [n for n in present if n not in listed and (overwrite or _of_job(n, job))]
+    doomed = [n for n in present if n not in listed and (
+        (overwrite and not dynamic) or _of_job(n, job) or _within(n, replaced))]
     fs.delete(fs.child(out, n) for n in doomed)
-    total = sum(m.records for m in messages if m is not None)
+    total = sum(m.total for m in messages if m is not None)
     log.info("committed %d files (%d records) to %s; removed %d objects", len(entries), total,
              out, len(doomed))
     return total

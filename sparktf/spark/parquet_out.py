@@ -9,9 +9,10 @@ winning attempt is known); a failed job deletes what it wrote.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pyarrow as pa
@@ -22,11 +23,24 @@ from sparktf.spark.commit import TaskCommit
 RESULT = "name string, size bigint, records bigint"
 
 
-def write_parquet(df: Any, url: str, *, overwrite: bool) -> int:
-    """Write ``df`` as Parquet files under the URL ``url``; the records committed."""
+def write_parquet(df: Any, url: str, *, overwrite: bool,
+                  partition_by: Sequence[str] = ()) -> int:
+    """Write ``df`` as Parquet files under the URL ``url`` (``partition_by``: as
+    ``key=value/`` directories, their values out of the files); the records committed.
+    With the session's ``spark.sql.sources.partitionOverwriteMode=dynamic``, ``overwrite``
+    replaces only the directories written to."""
+    from sparktf.partitioned import check_partition_by
+    from sparktf.spark.confs import scan_options
+
+    check_partition_by(df.schema, list(partition_by))
+    spark = df.sparkSession
+    zone = scan_options(spark)["timeZone"]
+    dynamic = overwrite and bool(partition_by) and (spark.conf.get(
+        "spark.sql.sources.partitionOverwriteMode", None) or "").lower() == "dynamic"
     job = uuid.uuid4().hex[:12]
     objcommit.start_job(url, job)
-    task = functools.partial(_write_part, out=url, job=job)
+    task = functools.partial(_write_part, out=url, job=job, partition_by=tuple(partition_by),
+                             zone=zone)
     try:
         rows = df.mapInArrow(task, RESULT).collect()
     except BaseException:
@@ -34,38 +48,46 @@ def write_parquet(df: Any, url: str, *, overwrite: bool) -> int:
         raise
     messages = [TaskCommit(staged=None, final=r.name, records=r.records, size=r.size)
                 for r in rows]
-    return objcommit.commit_job(url, job, messages, overwrite=overwrite)
+    return objcommit.commit_job(url, job, messages, overwrite=overwrite, dynamic=dynamic)
 
 
-def _write_part(batches: Iterator[pa.RecordBatch], *, out: str,
-                job: str) -> Iterator[pa.RecordBatch]:
-    """The task: its batches into one Parquet file, uploaded; one row saying what."""
+def _write_part(batches: Iterator[pa.RecordBatch], *, out: str, job: str,
+                partition_by: tuple[str, ...] = (), zone: str = "UTC") -> Iterator[pa.RecordBatch]:
+    """The task: its batches into one Parquet file per partition directory, uploaded; one
+    row per file saying what."""
     import pyarrow.parquet as pq
     from pyspark import TaskContext
 
+    from sparktf.partitioned import split_batch
     from sparktf.scratch import scratch_file
 
     context = TaskContext.get()
     partition = context.partitionId() if context else 0
     attempt = context.attemptNumber() if context else 0
-    name = objcommit.object_name(partition, job, attempt, ".parquet")
-    records, writer = 0, None
-    with scratch_file("write", ".parquet") as local:
+    base = objcommit.object_name(partition, job, attempt, ".parquet")
+    writers: dict[str, tuple[Any, str]] = {}
+    records: dict[str, int] = {}
+    with contextlib.ExitStack() as scratch:
         try:
             for batch in batches:
                 if batch.num_rows == 0:
                     continue
-                if writer is None:
-                    writer = pq.ParquetWriter(local, batch.schema)
-                writer.write_batch(batch)
-                records += batch.num_rows
+                for where, rows in split_batch(batch, partition_by, zone):
+                    if where not in writers:
+                        local = scratch.enter_context(scratch_file("write", ".parquet"))
+                        writers[where] = (pq.ParquetWriter(local, rows.schema), local)
+                    writers[where][0].write_batch(rows)
+                    records[where] = records.get(where, 0) + rows.num_rows
         finally:
-            if writer is not None:
+            for writer, _ in writers.values():
                 writer.close()
-        if writer is None:
-            return
-        size = objcommit.upload(local, out, job, name)
-    yield pa.RecordBatch.from_pydict(
-        {"name": [name], "size": [size], "records": [records]},
-        schema=pa.schema([("name", pa.string()), ("size", pa.int64()),
-                          ("records", pa.int64())]))
+        done = []
+        for where, (_, local) in writers.items():
+            name = f"{where}/{base}" if where else base
+            done.append((name, objcommit.upload(local, out, job, name), records[where]))
+    if done:
+        yield pa.RecordBatch.from_pydict(
+            {"name": [d[0] for d in done], "size": [d[1] for d in done],
+             "records": [d[2] for d in done]},
+            schema=pa.schema([("name", pa.string()), ("size", pa.int64()),
+                              ("records", pa.int64())]))

@@ -22,6 +22,7 @@ minPartitions, splitFiles, basePath, timeZone
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,6 +31,7 @@ from typing import Any, ClassVar
 from sparktf.errors import TFRecordError, close_matches
 
 RECORD_TYPES = ("Example", "SequenceExample", "ByteArray")
+OVERWRITE_MODES = ("static", "dynamic")
 READ_COMPRESSIONS = ("auto", "none", "gzip", "zlib")
 WRITE_COMPRESSIONS = ("none", "gzip", "zlib")
 #: Names Spark itself puts among a data source's options (the path or paths given to load/save).
@@ -111,6 +113,30 @@ def check_bytes(option: str, value: Any) -> int:
     if number <= 0 and option != "openCostInBytes":
         raise TFRecordError(f"option {option}: expected a positive size, found {value!r}")
     return number
+
+
+def check_names(option: str, value: Any) -> tuple[str, ...]:
+    """Column names: a list, a JSON list, or one comma-separated string.
+
+    Examples
+    --------
+    >>> check_names("partitionBy", "day, kind"), check_names("partitionBy", '["a,b"]')
+    (('day', 'kind'), ('a,b',))
+    """
+    if isinstance(value, str):
+        text = value.strip()
+        if text.startswith("["):
+            try:
+                value = json.loads(text)
+            except ValueError:
+                raise TFRecordError(f"option {option}: expected a JSON list of column names, "
+                                    f"found {value!r}") from None
+        else:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)) or not all(
+            isinstance(v, str) and v for v in value):
+        raise TFRecordError(f"option {option}: expected column names, found {value!r}")
+    return tuple(value)
 
 
 def check_time_zone(value: str) -> str:
@@ -245,14 +271,38 @@ class WriteSettings(_Settings):
     record_type : {"Example", "SequenceExample", "ByteArray"}
     compression : {"none", "gzip", "zlib"}
         Written gzip files end in ``.gz``, zlib files in ``.zlib``.
+    partition_by : tuple of str
+        Columns written as ``key=value/`` directories instead of features.
+    partition_overwrite_mode : {"static", "dynamic"}
+        What ``overwrite`` replaces: the whole output (static), or only the partition
+        directories the job writes into (dynamic; Spark's ``partitionOverwriteMode``).
+    time_zone : str, optional
+        The time zone timestamp partition values are written in (default: the session's).
     """
 
     WHAT: ClassVar[str] = "write"
     record_type: str = "Example"
     compression: str = "none"
+    partition_by: tuple[str, ...] = ()
+    partition_overwrite_mode: str = "static"
+    time_zone: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         set_(self, "record_type", check_choice("recordType", self.record_type, RECORD_TYPES))
         set_(self, "compression", check_choice("compression", self.compression or "none",
                                                WRITE_COMPRESSIONS))
+        set_(self, "partition_by", check_names("partitionBy", self.partition_by))
+        set_(self, "partition_overwrite_mode", check_choice(
+            "partitionOverwriteMode", self.partition_overwrite_mode, OVERWRITE_MODES))
+        if self.time_zone is not None:
+            check_time_zone(self.time_zone)
+        if self.partition_by and self.record_type == "ByteArray":
+            raise TFRecordError("option partitionBy: recordType ByteArray writes one binary "
+                                "column as the records; partition an Example or "
+                                "SequenceExample write")
+
+    def to_options(self) -> dict[str, str]:
+        out = super().to_options()
+        out["partitionBy"] = json.dumps(list(self.partition_by))
+        return out
