@@ -23,13 +23,13 @@ from pyspark.sql.types import (
 
 from sparktf.errors import SparkTFError
 from sparktf.model.dense import dense_columns, score_dense
+from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
 from sparktf.partitions import PartitionSpec
 from sparktf.planning import Split
-from sparktf.tfrecord.reader import WHOLE
-from sparktf.tfrecord.scan import read_splits
-from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
 from sparktf.tfrecord.framing import frame
 from sparktf.tfrecord.options import ReadSettings
+from sparktf.tfrecord.reader import WHOLE
+from sparktf.tfrecord.scan import read_splits
 
 SCHEMA = StructType([StructField("image", ArrayType(FloatType()))])
 SETTINGS = ReadSettings(batch_size=4)

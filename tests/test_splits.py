@@ -22,6 +22,7 @@ from sparktf.tfrecord.reader import WHOLE, read_split
 from sparktf.tfrecord.splits import locate
 from sparktf.tfrecord.types import byte_array_schema
 
+FIXTURES = [HealthCheck.function_scoped_fixture]
 RAW = ReadSettings(record_type="ByteArray", batch_size=7)
 SCHEMA = byte_array_schema()
 
@@ -61,7 +62,7 @@ payloads = st.lists(st.binary(max_size=300) | st.binary(min_size=1000, max_size=
                     max_size=40)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
 @given(records=payloads, piece=st.integers(1, 4000) | st.sampled_from([1, 7, 12, 16, 17]))
 def test_every_record_is_read_once_by_the_split_its_header_starts_in(tmp_path, records,
                                                                       piece) -> None:
@@ -72,7 +73,7 @@ def test_every_record_is_read_once_by_the_split_its_header_starts_in(tmp_path, r
 framed = st.lists(st.lists(st.binary(max_size=40), min_size=1, max_size=4), max_size=12)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None, suppress_health_check=FIXTURES)
 @given(inner=framed, plain=st.lists(st.binary(max_size=60), max_size=6),
        piece=st.integers(1, 600), seed=st.integers(0, 1000))
 def test_payloads_holding_frames_are_read_right_or_refused(tmp_path, inner, plain, piece,
@@ -175,7 +176,7 @@ def test_only_large_uncompressed_local_files_are_splittable(tmp_path) -> None:
     assert not any(f.splittable for f in forced)
 
 
-@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=80, deadline=None, suppress_health_check=FIXTURES)
 @given(records=st.lists(st.binary(min_size=1, max_size=80), min_size=1, max_size=30),
        where=st.floats(0, 1, exclude_max=True), flip=st.integers(1, 255),
        piece=st.integers(8, 300))
