@@ -1,7 +1,7 @@
 """``make bench``: every benchmark in one run, printed as one table.
 
 Usage: python bench/run.py [--quick] [--spark-defaults]
-                          [--only io,transform,e2e,output,small,memory,tfos,remote]
+                          [--only io,transform,e2e,output,small,memory,tfos,remote,layout]
 
 Figures are records/s; "ratio" compares each row with the first row of its group (the
 baseline), measured side by side in the same run on the same data.
@@ -24,7 +24,7 @@ import model_bench  # noqa: E402
 import small  # noqa: E402
 import tfrecord_io  # noqa: E402
 
-GROUPS = ("io", "transform", "e2e", "output", "small", "memory", "tfos", "remote")
+GROUPS = ("io", "transform", "e2e", "output", "small", "memory", "tfos", "remote", "layout")
 
 
 def table(rows: list[dict]) -> str:
@@ -138,6 +138,11 @@ def _groups(args: argparse.Namespace, only: set[str], scale: int,
         import remote_io
 
         rows += remote_io.run(args.work, 100_000 // scale, rounds)
+    if "layout" in only:
+        import layout
+
+        found, summary["layout"] = layout.run(args.work, rounds)
+        rows += found
     return rows, summary
 
 

@@ -21,6 +21,7 @@ Examples
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
@@ -31,7 +32,9 @@ from sparktf.planning import FileInfo
 from sparktf.tfrecord.framing import GZIP_MAGIC
 
 _COMPRESSED_NAMES = (".gz", ".gzip", ".zlib", ".z")
-_SNIFF_FROM = 1 << 20  # files smaller than this are never split: no need to look at them
+#: Under ``compression=auto`` a file smaller than this is not split (a task holds at least
+#: the open cost): no need to open it to look for gzip's magic bytes.
+_SNIFF_FROM = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -64,20 +67,24 @@ def list_inputs(paths: str | Iterable[str], *, base_path: str | None = None,
     for raw in items:
         fs.parse(raw)  # every path is checked before anything is listed
     base = _base(base_path)
-    found: list[tuple[str, int, str]] = []
+    infos: list[tuple[str, int, bool]] = []
+    dirs: list[tuple[str, ...]] = []
     for raw in items:
-        files = _files_of(raw)
-        if base is not None:
-            outside = [p for p, _, _ in files if not _under(p, base)]
-            if outside:
-                raise TFRecordError(f"input {outside[0]} is not under basePath {base_path}")
-            files = [(p, s, base) for p, s, _ in files]
-        found.extend(files)
-    dirs = [_dirs_below(root, path) for path, _, root in found]
-    spec, rows = discover(dirs, hint=hint, shown=[p for p, _, _ in found])
-    infos = tuple(FileInfo(path, size, _splittable(path, size, compression), row)
-                  for (path, size, _), row in zip(found, rows, strict=True))
-    return Listing(infos, spec)
+        remote = fs.is_remote(raw)
+        for path, size, root in _files_of(raw):
+            if base is not None:
+                where = path if remote else os.path.abspath(path)
+                if not (where == base or where.startswith(base.rstrip("/") + "/")):
+                    raise TFRecordError(f"input {path} is not under basePath {base_path}")
+                path_dirs = _dirs_below(base, where)
+            else:
+                path_dirs = _dirs_below(root, path)
+            dirs.append(path_dirs)
+            infos.append((path, size, not remote and _splittable(path, size, compression)))
+    spec, rows = discover(dirs, hint=hint, shown=[p for p, _, _ in infos])
+    return Listing(tuple(FileInfo(path, size, splittable, row)
+                         for (path, size, splittable), row in zip(infos, rows, strict=True)),
+                   spec)
 
 
 def _files_of(raw: str) -> list[tuple[str, int, str]]:
@@ -107,31 +114,25 @@ def _base(base_path: str | None) -> str | None:
     return location.path if location.is_local else base_path.rstrip("/")
 
 
-def _under(path: str, base: str) -> bool:
-    where = fs.parse(path).path if not fs.is_remote(path) else path
-    return where == base or where.startswith(base.rstrip("/") + "/")
-
-
 def _relative(root: str, path: str) -> str:
     return path[len(root):].lstrip("/")
 
 
 def _dirs_below(root: str, path: str) -> tuple[str, ...]:
-    """The directory names between ``root`` and the file ``path``."""
-    where = fs.parse(path).path if not fs.is_remote(path) else path
-    base = fs.parse(root).path if not fs.is_remote(root) else root
-    rest = where[len(base):].strip("/") if where.startswith(base) else ""
+    """The directory names between ``root`` and the file ``path`` (both as listed: the
+    same form of path)."""
+    rest = path[len(root):].strip("/") if path.startswith(root) else ""
     return tuple(rest.split("/")[:-1]) if rest else ()
 
 
 def _splittable(path: str, size: int, compression: str) -> bool:
-    """Whether ``path`` may be read in byte ranges: a local, uncompressed file (a remote one
-    is staged whole by each task that reads it, so it is read whole)."""
-    if compression in ("gzip", "zlib") or fs.is_remote(path) or size < _SNIFF_FROM:
+    """Whether the local file ``path`` may be read in byte ranges: uncompressed (a remote
+    one is staged whole by each task that reads it, so it is read whole)."""
+    if compression in ("gzip", "zlib"):
         return False
     if compression == "none":
         return True
-    if path.lower().endswith(_COMPRESSED_NAMES):
+    if size < _SNIFF_FROM or path.lower().endswith(_COMPRESSED_NAMES):
         return False
     with open(fs.local_path(path), "rb") as handle:
         return handle.read(2) != GZIP_MAGIC

@@ -201,6 +201,7 @@ def test_filters_on_partition_columns_skip_other_directories(spark, tmp_path) ->
     root = write_tree(tmp_path / "t", {"day=1": [_example(id=1)], "day=2": [_example(id=2)]})
     (root / "day=1" / "part-0.tfrecord").write_bytes(b"not a tfrecord file at all")
     key = "spark.sql.python.filterPushdown.enabled"
+    before = spark.conf.get(key, None)
     spark.conf.set(key, "true")
     try:
         df = sparktf.read_tfrecords(spark, str(root), schema_hint="id bigint")
@@ -208,8 +209,13 @@ def test_filters_on_partition_columns_skip_other_directories(spark, tmp_path) ->
         assert [tuple(r) for r in df.filter("day > 1 and id = 2").collect()] == [(2, 2)]
         with pytest.raises(TFRecordError, match="does not look like a TFRecord file"), reraise():
             df.filter("day = 1").collect()
+        spark.conf.set(key, "false")
+        unpruned = sparktf.read_tfrecords(spark, str(root), schema_hint="id bigint")
+        with pytest.raises(TFRecordError, match="does not look like a TFRecord file"), \
+                reraise():
+            unpruned.filter("day = 2").collect()
     finally:
-        spark.conf.unset(key)
-    unpruned = sparktf.read_tfrecords(spark, str(root), schema_hint="id bigint")
-    with pytest.raises(TFRecordError, match="does not look like a TFRecord file"), reraise():
-        unpruned.filter("day = 2").collect()
+        if before is None:
+            spark.conf.unset(key)
+        else:
+            spark.conf.set(key, before)

@@ -124,7 +124,7 @@ def _dense_run(run: Run, columns: tuple[DenseColumn, ...], plan: Plan, schema: S
     """Score a run; at the first batch the dense lane cannot take, the general lane reads
     that batch's first split from there, and the run goes on after it."""
     tf = tensorflow()
-    iterator = iter(_run_pipeline(plan.batch_size, columns)(*run.inputs()))
+    iterator = iter(_run_pipeline(plan.batch_size, columns, run.whole)(*run.inputs()))
     by_name = {c.name: i for i, c in enumerate(columns)}
     done = consumed = 0
     while True:
@@ -201,17 +201,17 @@ _PIPELINES: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 _KEEP = 16
 
 
-def _run_pipeline(batch_size: int, columns: tuple[DenseColumn, ...]) -> Any:
+def _run_pipeline(batch_size: int, columns: tuple[DenseColumn, ...], whole: bool) -> Any:
     """A ``tf.function`` building a run's pipeline (its splits' records, batched across
     them, parsed, prefetched), traced once per process and key."""
     def build(tf: Any, parse: Any) -> Any:
         def make(paths: Any, firsts: Any, counts: Any) -> Any:
-            records = records_of(tf, paths, firsts, counts)
+            records = records_of(tf, paths, firsts, counts, whole)
             return plain(tf, records.batch(batch_size).map(parse).prefetch(2))
 
         return tf.function(make, input_signature=run_signature(tf), autograph=False)
 
-    return _traced(("run", batch_size, columns), columns, build)
+    return _traced(("run", batch_size, columns, whole), columns, build)
 
 
 def _pipeline(compression: str, batch_size: int, columns: tuple[DenseColumn, ...]) -> Any:

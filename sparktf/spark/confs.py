@@ -26,10 +26,10 @@ PUSHDOWN = "spark.sql.python.filterPushdown.enabled"
 #: sparktf's measured cost of opening one more file in a task. Spark's own default open cost
 #: (4 MiB) prices a file at 4 MiB of reading, so 4,000 files of 80 KB made 125 tasks; but a
 #: Python task costs ~30 ms of Spark's own work (JVM and worker: ~50 ms of CPU, as much as
-#: reading ~8 MB), while one more file in a task costs sparktf ~0.2 ms (~64 KB of reading):
+#: reading ~8 MB), while one more file in a task costs sparktf ~0.1 ms (~32 KB of reading):
 #: see bench/README.md, "Datasets as they come".
 DEFAULTS = {"spark.sql.files.maxPartitionBytes": "128m",
-            "spark.sql.files.openCostInBytes": "64k"}
+            "spark.sql.files.openCostInBytes": "32k"}
 
 
 def _get(spark: Any, key: str) -> str | None:

@@ -16,6 +16,9 @@ ARROW_JAVA_OPTIONS = (
 JAVA_OPTION_KEYS = ("spark.driver.extraJavaOptions", "spark.executor.extraJavaOptions")
 #: The PySpark daemon that forks task workers with TensorFlow imported (sparktf.spark.daemon).
 DAEMON = ("spark.python.daemon.module", "sparktf.spark.daemon")
+#: Spark hands a query's filters to Python data sources (PySpark 4.1+): the ``tfrecord`` source
+#: then skips the files of partition folders a filter rules out (sparktf.spark.pruning).
+PUSHDOWN = ("spark.sql.python.filterPushdown.enabled", "true")
 
 
 #: JVM options ``sparktf infer`` gives a local master's JVM (driver and executor in one), for
@@ -69,6 +72,10 @@ def configure_session(builder: Any, *, java_options: str = "", preload: bool = T
     MNIST-shaped records (``bench/README.md``). The trade, as Arrow's documentation states it:
     a malformed Arrow buffer would crash the JVM instead of raising an exception.
 
+    Lets Spark hand filters to Python data sources
+    (``spark.sql.python.filterPushdown.enabled=true``, where PySpark has it), so that a filter
+    on a partition column skips the files of the folders it rules out.
+
     The settings take effect only when this builder starts the JVM (or, for executors, the
     SparkContext): call it before the process's first ``getOrCreate()``. A Spark Connect
     builder (``builder.remote(url)`` or ``SPARK_REMOTE``) is returned unchanged with a
@@ -107,7 +114,15 @@ def configure_session(builder: Any, *, java_options: str = "", preload: bool = T
         builder = builder.config(key, options)
     if preload:
         builder = builder.config(*DAEMON)
+    if _has_pushdown():
+        builder = builder.config(*PUSHDOWN)
     return builder
+
+
+def _has_pushdown() -> bool:
+    from pyspark.sql.datasource import DataSourceReader
+
+    return hasattr(DataSourceReader, "pushFilters")
 
 
 def server_options_message(options: str = "") -> str:
@@ -121,6 +136,8 @@ def server_options_message(options: str = "") -> str:
     options = options or merge_java_options()
     flags = " ".join(f"--conf {shlex.quote(f'{key}={options}')}" for key in JAVA_OPTION_KEYS)
     flags += f" --conf {DAEMON[0]}={DAEMON[1]}"
+    if _has_pushdown():
+        flags += f" --conf {PUSHDOWN[0]}={PUSHDOWN[1]}"
     return (
         "configure_session: this builder makes a Spark Connect client, which cannot set the "
         "server's JVM options; nothing was changed. Start the server with them instead: "

@@ -69,6 +69,11 @@ class Run:
         return Run(self.splits[index + 1:], self.spans[index + 1:])
 
     @property
+    def whole(self) -> bool:
+        """Whether every split of the run is a whole file (read by one ``tf.data`` op)."""
+        return all(s.whole for s in self.splits)
+
+    @property
     def size(self) -> int:
         """The bytes of every record of the run, with its framing."""
         return sum(int(s.end or 0) - s.first for s in self.spans)
@@ -91,6 +96,9 @@ def grouped(splits: Iterable[Split], settings: ReadSettings) -> Iterator[Run | S
                 pending = []
             yield split
         elif span.count:
+            if pending and pending[-1][0].whole != split.whole:
+                yield _run(pending)  # whole files and pieces go through different pipelines
+                pending = []
             pending.append((split, span))
     if pending:
         yield _run(pending)
@@ -126,7 +134,7 @@ def read_run(run: Run, decoder: Decoder,
     from sparktf.tfrecord.reader import read_split
 
     tf = tensorflow()
-    iterator = iter(_pipeline(settings.batch_size)(*run.inputs()))
+    iterator = iter(_pipeline(settings.batch_size, run.whole)(*run.inputs()))
     done = consumed = 0
     while True:
         try:
@@ -182,20 +190,20 @@ def decode(decoder: Decoder, serialized: Any, run: Run, owners: np.ndarray,
     return pa.Table.from_batches(pieces).combine_chunks().to_batches()[0]
 
 
-_PIPELINES: dict[int, Any] = {}
+_PIPELINES: dict[tuple[int, bool], Any] = {}
 
 
-def _pipeline(batch_size: int) -> Any:
-    """The traced builder of a run's pipeline (one per batch size and process)."""
-    make = _PIPELINES.get(batch_size)
+def _pipeline(batch_size: int, whole: bool) -> Any:
+    """The traced builder of a run's pipeline (one per batch size, kind and process)."""
+    make = _PIPELINES.get((batch_size, whole))
     if make is None:
         tf = tensorflow()
 
         def build(paths: Any, firsts: Any, counts: Any) -> Any:
-            return plain(tf, records_of(tf, paths, firsts, counts).batch(batch_size)
+            return plain(tf, records_of(tf, paths, firsts, counts, whole).batch(batch_size)
                          .map(_with_size).prefetch(2))
 
-        make = _PIPELINES[batch_size] = tf.function(
+        make = _PIPELINES[(batch_size, whole)] = tf.function(
             build, input_signature=run_signature(tf), autograph=False)
     return make
 
@@ -206,7 +214,15 @@ def run_signature(tf: Any) -> list[Any]:
             tf.TensorSpec([None], tf.int64)]
 
 
-def records_of(tf: Any, paths: Any, firsts: Any, counts: Any) -> Any:
-    """The records of several uncompressed splits, one after the other."""
+def records_of(tf: Any, paths: Any, firsts: Any, counts: Any, whole: bool) -> Any:
+    """The records of several uncompressed splits, one after the other. Whole files are
+    read by one ``TFRecordDatasetV2`` op given all of them (each to its end, which the walk
+    found to be its last record's end): a dataset per file, as pieces need for their counts,
+    cost ~75 µs a file, about half of what a 25-record file cost to read."""
+    if whole:
+        variant = tf.raw_ops.TFRecordDatasetV2(
+            filenames=paths, compression_type="", buffer_size=tf.constant(1 << 22, tf.int64),
+            byte_offsets=firsts)
+        return tf.data.experimental.from_variant(variant, tf.TensorSpec([], tf.string))
     parts = tf.data.Dataset.from_tensor_slices((paths, firsts, counts))
     return parts.flat_map(lambda p, f, c: records_dataset(tf, p, "none", f, c))
