@@ -243,7 +243,7 @@ def test_partitioned_tree_written_and_read_in_splits_across_hosts(script) -> Non
     of 16 KiB gives each row once, with its partition value."""
     report = script[0]
     assert report["tree"] == "ok", report["tree"]
-    assert report["tree_rows"] == [(i, i % 3) for i in report["source_ids"]]
+    assert report["tree_rows"] == [[i, i % 3] for i in report["source_ids"]]  # JSON lists
     assert report["tree_tasks"] > len({p for _, p in report["tree_rows"]})
 
 
