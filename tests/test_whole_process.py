@@ -241,7 +241,7 @@ def test_readme_quick_start_runs_as_a_script(tmp_path, mnist_export, onednn) -> 
 def test_export_and_inspect_from_fresh_processes(tmp_path) -> None:
     ckpt = Checkpoint(tmp_path / "ckpt")
     shown = run_sparktf(["export", "--model_dir", str(ckpt.dir), "--show"], onednn="1")
-    assert quiet(shown) == [] and re.search(r"^x Placeholder", shown.stdout, re.M), shown.stdout
+    assert quiet(shown) == [] and re.search(r"^x\s+Placeholder", shown.stdout, re.M), shown.stdout
     export = tmp_path / "export"
     signatures = json.dumps({"serving_default": {"inputs": {"img": "x"},
                                                  "outputs": {"pred": "prediction"}}})

@@ -65,7 +65,7 @@ def parquet_tasks(pieces: list[ParquetPiece],
     --------
     >>> pieces = [ParquetPiece("a", i, 10, size) for i, size in enumerate([50, 50, 30])]
     >>> parquet_tasks(pieces, PackSettings(max_partition_bytes=100, open_cost_in_bytes=0))
-    ((0, 1), (2,))
+    ((0, 2), (1,))
     """
     files = [FileInfo(str(i), max(p.size, 1)) for i, p in enumerate(pieces)]
     return tuple(tuple(int(s.path) for s in task) for task in plan_tasks(files, settings))

@@ -209,6 +209,7 @@ def first_overrun(path: str) -> Problem | None:
     Examples
     --------
     >>> import tempfile, os
+    >>> from sparktf.tfrecord.framing import frame
     >>> path = os.path.join(tempfile.mkdtemp(), "a.tfrecord")
     >>> _ = open(path, "wb").write(frame(b"abc") + frame(b"de")[:-1])
     >>> first_overrun(path).record
