@@ -43,7 +43,7 @@ def read_count(work: Path, rounds: int, records: int = RECORDS) -> list[dict]:
     spark.conf.unset("spark.sql.files.maxPartitionBytes")  # Spark's default: 128 MiB
     times: dict[str, list[float]] = {name: [] for name in data}
     tasks = {}
-    for name, path in data.items():  # warm-up: session, workers, page cache
+    for path in data.values():  # warm-up: session, workers, page cache
         sparktf.read_tfrecords(spark, str(path), schema_hint=HINT).count()
     for _ in range(rounds):
         for name, path in data.items():

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import sparktf
+from sparktf.cli.inspect import add_import_flag, import_modules
 from sparktf.cli.main import UsageError, mapping_arg
 from sparktf.cli.output import check_connector, check_partition_by, columns_arg, write_output
 from sparktf.errors import SchemaError
@@ -50,7 +51,10 @@ def add_parser(sub: Any) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--export_dir", required=True, help="SavedModel directory")
+    p.add_argument("--export_dir", required=True,
+                   help="a SavedModel directory, a .keras file or an MLflow model URI "
+                   "(models:/name/3, models:/name@alias, runs:/<run_id>/model)")
+    add_import_flag(p)
     p.add_argument("--input", required=True, nargs="+",
                    help="TFRecord file(s), directory or glob")
     p.add_argument("--schema_hint", help="Spark simpleString, e.g. 'struct<image:array<float>>'")
@@ -161,9 +165,11 @@ def _check_paths(args: argparse.Namespace) -> None:
     """Every path flag parses (a malformed URL or unknown scheme is a usage error)."""
     from sparktf import fs
     from sparktf.errors import StorageError
+    from sparktf.model.mlflow_source import is_mlflow_uri
 
+    model = [] if is_mlflow_uri(args.export_dir) else [args.export_dir]
     for flag, values in (("--input", args.input), ("--output", [args.output]),
-                         ("--export_dir", [args.export_dir])):
+                         ("--export_dir", model)):
         for value in values:
             try:
                 fs.parse(value)
@@ -186,6 +192,7 @@ def run(args: argparse.Namespace) -> int:
     check_partition_by(columns_arg(args.partition_by), [*keep, *output_mapping.values()])
     confs = _confs(args.conf)
     _check_paths(args)
+    import_modules(args.imports)
     if args.remote and args.master:
         raise UsageError("--master and --remote (or SPARK_REMOTE) exclude each other; "
                          "a Spark Connect server has its own master")

@@ -1,4 +1,6 @@
-"""``sparktf inspect``: a SavedModel's tag sets, signatures and (with --ops) operations."""
+"""``sparktf inspect``: a model's tag sets, signatures and (with --ops) operations: a
+SavedModel, a Keras ``.keras`` file or an MLflow model URI (as the SavedModel sparktf scores:
+:mod:`sparktf.model.sources`)."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ import argparse
 from typing import Any
 
 DESCRIPTION = """\
-Show what a SavedModel holds, to write --input_mapping and --output_mapping:
+Show what a model holds (a SavedModel, a .keras file or an MLflow model URI such as
+models:/name/3), to write --input_mapping and --output_mapping:
   - its tag sets,
   - the signatures of one tag set: each alias -> graph tensor name, dtype and shape
     (use aliases with --signature_def_key, tensor names without it),
@@ -20,6 +23,8 @@ examples:
   sparktf inspect --export_dir mnist_export --ops
   sparktf inspect --export_dir mnist_export --ops | grep Relu
   sparktf inspect --export_dir my_model --tag_set serve,gpu --signature_def_key serving_default
+  sparktf inspect --export_dir model.keras --import mypackage.layers
+  MLFLOW_TRACKING_URI=sqlite:///mlflow.db sparktf inspect --export_dir models:/mnist@champion
 """
 
 
@@ -32,7 +37,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    parser.add_argument("--export_dir", required=True, help="the SavedModel directory")
+    parser.add_argument("--export_dir", required=True,
+                        help="a SavedModel directory, a .keras file or an MLflow model URI")
+    add_import_flag(parser)
     parser.add_argument(
         "--tag_set", default="serve", help="comma-separated meta graph tags (default: serve)"
     )
@@ -84,7 +91,35 @@ def describe(meta: Any, *, signature_key: str | None = None, ops: bool = False) 
 def run(args: argparse.Namespace) -> int:
     """Print the description of ``args.export_dir``; model errors exit 1."""
     from sparktf.model.metadata import load_metadata
+    from sparktf.model.sources import resolve
 
-    meta = load_metadata(args.export_dir, tag_set=args.tag_set)
-    print("\n".join(describe(meta, signature_key=args.signature_def_key, ops=args.ops)))
+    import_modules(args.imports)
+    source = resolve(args.export_dir)
+    meta = load_metadata(source.location, tag_set=args.tag_set, name=source.given)
+    lines = describe(meta, signature_key=args.signature_def_key, ops=args.ops)
+    lines[0] = source.describe()
+    print("\n".join(lines))
     return 0
+
+
+def add_import_flag(parser: argparse.ArgumentParser) -> None:
+    """``--import MODULE``: modules that register a Keras model's custom classes."""
+    parser.add_argument("--import", dest="imports", action="append", default=[],
+                        metavar="MODULE",
+                        help="import this module first (repeatable): where a .keras model's "
+                        "custom layers are registered with "
+                        "@keras.saving.register_keras_serializable")
+
+
+def import_modules(names: list[str]) -> None:
+    """Import each module of ``names`` (a usage error names one that cannot be)."""
+    import importlib
+
+    from sparktf.cli.main import UsageError
+
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            raise UsageError(f"--import {name}: cannot import it ({exc}); put its folder "
+                             "on PYTHONPATH") from None

@@ -116,6 +116,8 @@ class Names:
     feeds: tuple[tuple[str, TensorSpec], ...]  # (column, tensor)
     fetches: tuple[tuple[TensorSpec, str], ...]  # (tensor, column)
     passthrough: tuple[str, ...]
+    given: str = ""  #: the model as the user named it (a .keras file, an MLflow URI)
+    made_here: bool = False  #: the SavedModel was made on this machine: ship it
 
 
 def check_columns(names: list[str], columns: Sequence[str], what: str) -> None:

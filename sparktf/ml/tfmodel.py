@@ -68,6 +68,8 @@ from sparktf.ml.shipping import ship_model
 from sparktf.model.convert import tensor_kind
 from sparktf.model.metadata import TensorSpec, load_metadata
 from sparktf.model.runtime import Feed, Fetch, Plan, map_batches
+from sparktf.model.sources import resolve
+from sparktf.spark.compat import on_this_host
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +90,13 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
     Parameters
     ----------
     exportDir
-        The SavedModel directory: a path every worker can read, a local one with
-        ``shipModel=True``, or a URL (``s3://``, ``gs://``, ``abfs://``, ``hdfs://``) that
-        each host fetches once into its model cache (see :mod:`sparktf.model.fetch`).
+        The model: a SavedModel directory (a path every worker can read, a local one with
+        ``shipModel=True``, or a URL — ``s3://``, ``gs://``, ``abfs://``, ``hdfs://`` — that
+        each host fetches once into its model cache, :mod:`sparktf.model.fetch`), a Keras
+        3 ``.keras`` file (a path or URL), or an MLflow model URI (``models:/name/3``,
+        ``models:/name@alias``, ``runs:/<run_id>/model``): those two are turned into a
+        SavedModel on the driver, cached, and shipped to the executors
+        (:mod:`sparktf.model.sources`).
     tagSet
         The meta graph's tags, comma-separated (default ``"serve"``).
     signatureDefKey
@@ -253,8 +259,10 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         ModelError, MappingError
             Naming what is unknown, with the closest names.
         """
-        export_dir, inputs, outputs = self._required()
-        meta = load_metadata(export_dir, tag_set=self.getTagSet())
+        given, inputs, outputs = self._required()
+        source = resolve(given)  # a .keras file or an MLflow URI: its SavedModel
+        export_dir = source.location
+        meta = load_metadata(export_dir, tag_set=self.getTagSet(), name=source.given)
         key = self.getSignatureDefKey()
         if key is not None:
             meta.signature(key)
@@ -284,7 +292,8 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
                 f"the outputs need placeholder(s) {', '.join(map(repr, missing))}, which "
                 "inputMapping does not feed; map a column to each"
             )
-        return Names(export_dir, meta, tuple(feeds), tuple(fetches), tuple(passthrough))
+        return Names(export_dir, meta, tuple(feeds), tuple(fetches), tuple(passthrough),
+                     given=source.given, made_here=source.made_here)
 
     def plan(self, schema: T.StructType) -> tuple[Plan, T.StructType]:
         """Validate the params against ``schema`` and the model: the worker plan and schema.
@@ -294,6 +303,11 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         ModelError, MappingError
             On a missing model, an unknown name, or a dtype or shape that cannot fit.
         """
+        plan, out, _ = self._planned(schema)
+        return plan, out
+
+    def _planned(self, schema: T.StructType) -> tuple[Plan, T.StructType, bool]:
+        """:meth:`plan`, and whether the model's SavedModel was made on this machine."""
         names = self.check_names(schema.fieldNames())
         feeds = []
         for column, spec in names.feeds:
@@ -306,12 +320,13 @@ class TFModel(Model, DefaultParamsReadable["TFModel"], DefaultParamsWritable):
         carried = [schema[name] for name in names.passthrough]
         plan = Plan(export_dir=names.export_dir, tags=names.meta.tags, feeds=tuple(feeds),
                     fetches=tuple(fetches), passthrough=names.passthrough,
-                    batch_size=self.getBatchSize())
-        return plan, T.StructType([*carried, *fields])
+                    batch_size=self.getBatchSize(), name=names.given or None)
+        return plan, T.StructType([*carried, *fields]), names.made_here
 
     def _transform(self, dataset: DataFrame) -> DataFrame:
-        plan, schema = self.plan(dataset.schema)
-        if self.getShipModel() and not fs.is_remote(plan.export_dir):
+        plan, schema, made_here = self._planned(dataset.schema)
+        ship = self.getShipModel() or (made_here and not on_this_host(dataset.sparkSession))
+        if ship and not fs.is_remote(plan.export_dir):
             # (a URL needs no shipping: each worker host fetches it once, see model/fetch.py)
             archive = ship_model(dataset.sparkSession, plan.export_dir)
             plan = dataclasses.replace(plan, archive=archive)

@@ -50,6 +50,17 @@ def cache_root() -> str:
     return root
 
 
+CONVERTED = "converted"
+
+
+def converted_root() -> str:
+    """Where models made on this machine are cached (Keras exports, MLflow downloads),
+    inside the model cache (created)."""
+    root = os.path.join(cache_root(), CONVERTED)
+    os.makedirs(root, exist_ok=True)
+    return root
+
+
 def _keep() -> int:
     try:
         return max(1, int(os.environ.get("SPARKTF_MODEL_CACHE_KEEP", DEFAULT_KEEP)))
@@ -84,13 +95,13 @@ def local_copy(export_dir: str | os.PathLike[str]) -> str:
     key = hashlib.sha256(identity.encode()).hexdigest()[:24]
     root = cache_root()
     target = os.path.join(root, key)
-    with _locked(os.path.join(root, f"{key}.lock")):
+    with locked(os.path.join(root, f"{key}.lock")):
         fetched = not _complete(target, objects)
         if fetched:
             _fetch(text, objects, root, target)
         os.utime(target)  # most recently used
     if fetched:  # old copies go when a new one arrives, not on every task's call
-        _prune(root, keep=_keep(), current=key)
+        prune(root, current=key)
     return target
 
 
@@ -131,7 +142,9 @@ def _fetch(url: str, objects: dict[str, tuple[int, int]], root: str, target: str
 
 
 @contextlib.contextmanager
-def _locked(path: str, *, blocking: bool = True) -> Iterator[bool]:
+def locked(path: str, *, blocking: bool = True) -> Iterator[bool]:
+    """An exclusive ``flock`` on ``path`` (created) while the block runs; with
+    ``blocking=False``, the block gets False instead of waiting."""
     with open(path, "a+") as handle:
         flags = fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB)
         try:
@@ -145,9 +158,11 @@ def _locked(path: str, *, blocking: bool = True) -> Iterator[bool]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def _prune(root: str, *, keep: int, current: str) -> None:
-    """Remove all but the ``keep`` most recently used copies (never ``current``, never one
-    being fetched), and private directories of processes that died mid-download."""
+def prune(root: str, *, keep: int | None = None, current: str) -> None:
+    """Remove all but the ``keep`` (default ``SPARKTF_MODEL_CACHE_KEEP``) most recently used
+    copies (never ``current``, never one being fetched), and private directories of
+    processes that died mid-download."""
+    keep = _keep() if keep is None else keep
     entries = []
     for name in os.listdir(root):
         path = os.path.join(root, name)
@@ -155,10 +170,10 @@ def _prune(root: str, *, keep: int, current: str) -> None:
             pid = name.split("-")[1]
             if pid.isdigit() and not alive(int(pid)):
                 shutil.rmtree(path, ignore_errors=True)
-        elif os.path.isdir(path) and name != current:
+        elif os.path.isdir(path) and name not in (current, CONVERTED):
             entries.append((os.path.getmtime(path), name))
     for _, name in sorted(entries, reverse=True)[max(keep - 1, 0):]:
-        with _locked(os.path.join(root, f"{name}.lock"), blocking=False) as mine:
+        with locked(os.path.join(root, f"{name}.lock"), blocking=False) as mine:
             if mine:  # the (empty) lock file stays: another process may hold it open
                 shutil.rmtree(os.path.join(root, name), ignore_errors=True)
 

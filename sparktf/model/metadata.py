@@ -285,7 +285,8 @@ _LOCK = threading.Lock()
 
 
 def load_metadata(
-    export_dir: str | os.PathLike[str], *, tag_set: str | Sequence[str] = "serve"
+    export_dir: str | os.PathLike[str], *, tag_set: str | Sequence[str] = "serve",
+    name: str | None = None,
 ) -> ModelMetadata:
     """Read a SavedModel's metadata for one tag set (cached until the directory changes).
 
@@ -305,7 +306,7 @@ def load_metadata(
     """
     from sparktf.model.fetch import local_copy
 
-    name = str(export_dir)
+    name = name or str(export_dir)
     local = local_copy(export_dir)  # a URL: this host's cached copy
     saved_model_file(local)
     tags = parse_tags(tag_set)

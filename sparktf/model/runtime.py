@@ -74,6 +74,7 @@ class Plan:
     passthrough: tuple[str, ...] = ()
     batch_size: int = 1024
     archive: str | None = None  #: SparkFiles name of a shipped copy of the model
+    name: str | None = None  #: the model as the user named it, for messages
 
 
 def _env_int(name: str) -> int:
@@ -157,11 +158,12 @@ _MODELS: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 
 
-def get_model(export_dir: str, tags: Sequence[str]) -> LoadedModel:
-    """The worker's loaded copy of a model, loading it when absent or changed on disk."""
+def get_model(export_dir: str, tags: Sequence[str], name: str | None = None) -> LoadedModel:
+    """The worker's loaded copy of a model, loading it when absent or changed on disk;
+    messages call it ``name`` (default ``export_dir``)."""
     from sparktf.model.fetch import local_copy
 
-    name, export_dir = export_dir, local_copy(export_dir)  # a URL: this host's copy
+    name, export_dir = name or export_dir, local_copy(export_dir)  # a URL: this host's copy
     real = os.path.realpath(export_dir)
     saved_model_file(export_dir)
     key = (real, tuple(tags), fingerprint(real))
@@ -192,7 +194,8 @@ def _model_dir(plan: Plan) -> str:
     if plan.archive is None:
         if not fs.is_remote(plan.export_dir) and not os.path.exists(plan.export_dir):
             raise ModelError(
-                f"SavedModel directory {plan.export_dir!r} does not exist on executor host "
+                f"SavedModel directory {plan.name or plan.export_dir!r} does not exist on "
+                f"executor host "
                 f"{this_host()}: executors load exportDir themselves, so it must be a path "
                 "every host can read; ship a driver-local model with shipModel=True "
                 "(sparktf infer --ship_model) or put it on storage every host reaches")
@@ -239,7 +242,7 @@ class LazyModel:
     def run(self, feeds: Sequence[str], fetches: Sequence[str],
             arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.model is None:
-            self.model = get_model(_model_dir(self.plan), self.plan.tags)
+            self.model = get_model(_model_dir(self.plan), self.plan.tags, self.plan.name)
         return self.model.run(feeds, fetches, arrays)
 
 

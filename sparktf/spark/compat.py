@@ -66,6 +66,15 @@ def default_parallelism(spark: Any) -> int:
     return max(1, int(row[0]) + 1)
 
 
+def on_this_host(spark: Any) -> bool:
+    """Whether the executors of ``spark`` run on this machine (a classic session with a
+    ``local`` master): a model made here needs no shipping then. A Spark Connect server may
+    be anywhere: False."""
+    if is_connect(spark):
+        return False
+    return str(spark.sparkContext.master).startswith("local")
+
+
 def set_log_level(spark: Any, level: str) -> None:
     """``SparkContext.setLogLevel`` on a classic session; a Connect client leaves the
     server's log level alone (it is the server's, shared by every client)."""
