@@ -33,6 +33,11 @@ def tensorflow() -> ModuleType:
     global _TF
     if _TF is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        # GPUs numbered as nvidia-smi (and Spark's discovery script) number them, and each
+        # process takes GPU memory as it needs it, not all of it: several Python workers
+        # share an executor's GPUs (sparktf.model.runtime.task_gpus)
+        os.environ.setdefault("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+        os.environ.setdefault("TF_FORCE_GPU_ALLOW_GROWTH", "true")
         try:
             with quiet_startup():
                 import tensorflow as tf

@@ -106,9 +106,10 @@ def _alive(pid: int) -> bool:
 
 @contextmanager
 def standalone(
-    root: Path, *, workers: int = 1, cores: int = 2, memory: str = "2g"
+    root: Path, *, workers: int = 1, cores: int = 2, memory: str = "2g", worker_opts: str = ""
 ) -> Iterator[Cluster]:
     """Run a master and ``workers`` workers on loopback; stop them even on failure.
+    ``worker_opts``: more ``-D`` settings of the workers (resources such as GPUs).
 
     Yields once every worker has registered with the master. On exit each daemon (and the
     executors its workers launched) gets SIGTERM, then SIGKILL if it is still there after 15 s.
@@ -123,7 +124,7 @@ def standalone(
         "SPARK_LOCAL_IP": "127.0.0.1",
         "SPARK_MASTER_HOST": "127.0.0.1",
         "PYSPARK_PYTHON": sys.executable,
-        "SPARK_WORKER_OPTS": "-Dspark.worker.cleanup.enabled=false",
+        "SPARK_WORKER_OPTS": f"-Dspark.worker.cleanup.enabled=false {worker_opts}".strip(),
     })
     for sub in ("pids", "logs", "work"):
         (root / sub).mkdir(parents=True, exist_ok=True)

@@ -87,6 +87,10 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--ship_model", action="store_true",
                    help="copy a driver-local --export_dir to every executor (Spark's file "
                    "distribution), for executors on other hosts that cannot read it")
+    p.add_argument("--gpus_per_task", type=float, metavar="N",
+                   help="GPUs each task holds (spark.task.resource.gpu.amount; the "
+                   "executors' GPUs are set with --conf spark.executor.resource.gpu.amount): "
+                   "each task's model runs on its GPU")
     p.add_argument("--master", help="Spark master (default local[*] outside spark-submit)")
     p.add_argument("--remote", default=os.environ.get("SPARK_REMOTE") or None,
                    metavar="sc://HOST:PORT",
@@ -136,6 +140,9 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
     local = (master or ("" if _under_spark_submit() else "local")).startswith("local")
     if master or not _under_spark_submit():
         builder = builder.master(master or "local[*]")
+    if "spark.pyspark.python" in confs:
+        # as spark-submit does: PySpark takes the workers' interpreter from this variable
+        os.environ["PYSPARK_PYTHON"] = confs["spark.pyspark.python"]
     if local:
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
         builder = builder.config("spark.driver.host", confs.pop("spark.driver.host", "127.0.0.1"))
@@ -177,6 +184,23 @@ def _check_paths(args: argparse.Namespace) -> None:
                 raise UsageError(f"{flag}: {exc}") from None
 
 
+def _gpu_confs(args: argparse.Namespace, confs: dict[str, str]) -> None:
+    """``--gpus_per_task N``: ``spark.task.resource.gpu.amount`` (a ``--conf`` of it wins);
+    refused with a local master, which schedules no GPUs."""
+    if args.gpus_per_task is None:
+        return
+    if args.gpus_per_task <= 0:
+        raise UsageError(f"--gpus_per_task: expected a positive number, found "
+                         f"{args.gpus_per_task:g}")
+    local = (args.master or "").startswith("local") or not (
+        args.master or args.remote or _under_spark_submit())
+    if local:
+        raise UsageError("--gpus_per_task: a local master schedules no GPUs; use a cluster "
+                         "(--master spark://..., spark-submit on YARN or Kubernetes) whose "
+                         "executors have GPUs (spark.executor.resource.gpu.amount)")
+    confs.setdefault("spark.task.resource.gpu.amount", f"{args.gpus_per_task:g}")
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``sparktf infer``; returns 0, or raises a SparkTFError."""
     from pyspark.sql import SparkSession
@@ -191,6 +215,7 @@ def run(args: argparse.Namespace) -> int:
     keep = columns_arg(args.keep_columns)
     check_partition_by(columns_arg(args.partition_by), [*keep, *output_mapping.values()])
     confs = _confs(args.conf)
+    _gpu_confs(args, confs)
     _check_paths(args)
     import_modules(args.imports)
     if args.remote and args.master:

@@ -8,7 +8,8 @@ made once per (feeds, fetches) with ``Session.make_callable``.
 Threads: ``SPARKTF_INTRA_OP_THREADS`` and ``SPARKTF_INTER_OP_THREADS`` (environment of the
 workers, e.g. ``spark.executorEnv.SPARKTF_INTRA_OP_THREADS``) set TensorFlow's thread pools;
 by default TensorFlow chooses. ``SPARKTF_MODEL_CACHE_SIZE`` (default 2) bounds how many
-models one worker keeps.
+models one worker keeps. A task that holds GPUs (Spark's resource scheduling) has the model
+placed on its GPU (:func:`task_gpus`).
 
 Examples
 --------
@@ -98,10 +99,44 @@ def session_config() -> Any:
     return config
 
 
-class LoadedModel:
-    """A SavedModel loaded into its own graph and session, with cached batch callables."""
+def task_gpus() -> tuple[str, ...]:
+    """The GPU addresses Spark gave the running task (``spark.task.resource.gpu.amount``),
+    ``()`` outside a task or without GPU resources: the one place sparktf chooses a device.
 
-    def __init__(self, export_dir: str, tags: Sequence[str], name: str | None = None) -> None:
+    The addresses are those the executor's discovery script reported (``nvidia-smi``'s
+    indices, for Spark's ``getGpusResources.sh``); with ``CUDA_DEVICE_ORDER=PCI_BUS_ID``
+    (set by :mod:`sparktf._tf` unless given) TensorFlow numbers GPUs the same way. Every GPU
+    stays visible to the worker process (CUDA's view is fixed when a process first uses it,
+    and Spark reuses a worker for tasks that hold other GPUs); the model is placed on the
+    task's GPU instead, and a worker keeps one loaded copy per (model, GPU).
+    """
+    from pyspark import TaskContext
+
+    context = TaskContext.get()
+    found = context.resources().get("gpu") if context is not None else None
+    return tuple(found.addresses) if found is not None else ()
+
+
+#: One line per model load on a GPU, to the executor's log (the worker's stderr).
+placement = logging.getLogger("sparktf.placement")
+
+
+def _announce(message: str) -> None:
+    if not placement.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("sparktf: %(message)s"))
+        placement.addHandler(handler)
+        placement.setLevel(logging.INFO)
+        placement.propagate = False
+    placement.info(message)
+
+
+class LoadedModel:
+    """A SavedModel loaded into its own graph and session, with cached batch callables;
+    placed on the GPU of address ``gpu`` when one is given."""
+
+    def __init__(self, export_dir: str, tags: Sequence[str], name: str | None = None,
+                 gpu: str | None = None) -> None:
         tf = tensorflow()
         saved_model_file(export_dir)
         self.export_dir = name or export_dir  # as the user gave it (a URL), for messages
@@ -112,9 +147,11 @@ class LoadedModel:
         quiet = logging.getLogger("tensorflow")
         level = quiet.level
         quiet.setLevel(logging.ERROR)
+        device = f"/device:GPU:{gpu}" if gpu is not None else None
         try:
-            with self.graph.as_default():
-                tf.compat.v1.saved_model.loader.load(self.session, list(tags), export_dir)
+            with self.graph.as_default(), tf.device(device):
+                tf.compat.v1.saved_model.loader.load(self.session, list(tags), export_dir,
+                                                     clear_devices=device is not None)
         except Exception as exc:  # noqa: BLE001 - TensorFlow raises many kinds here
             self.session.close()
             raise ModelError(f"cannot load SavedModel {self.export_dir!r} "
@@ -158,24 +195,30 @@ _MODELS: OrderedDict[tuple[Any, ...], LoadedModel] = OrderedDict()
 _MODELS_LOCK = threading.Lock()
 
 
-def get_model(export_dir: str, tags: Sequence[str], name: str | None = None) -> LoadedModel:
-    """The worker's loaded copy of a model, loading it when absent or changed on disk;
-    messages call it ``name`` (default ``export_dir``)."""
+def get_model(export_dir: str, tags: Sequence[str], name: str | None = None,
+              gpus: Sequence[str] = ()) -> LoadedModel:
+    """The worker's loaded copy of a model (on the first of ``gpus``, the task's GPU
+    addresses), loading it when absent or changed on disk; messages call it ``name``
+    (default ``export_dir``)."""
     from sparktf.model.fetch import local_copy
 
     name, export_dir = name or export_dir, local_copy(export_dir)  # a URL: this host's copy
     real = os.path.realpath(export_dir)
     saved_model_file(export_dir)
-    key = (real, tuple(tags), fingerprint(real))
+    gpu = gpus[0] if gpus else None
+    key = (real, tuple(tags), gpu, fingerprint(real))
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is not None:
             _MODELS.move_to_end(key)
             return model
-        for old in [k for k in _MODELS if k[:2] == key[:2]]:
+        for old in [k for k in _MODELS if k[:3] == key[:3]]:
             log.info("model %s changed on disk: reloading", real)
             _MODELS.pop(old).close()
-        model = LoadedModel(export_dir, tags, name)
+        model = LoadedModel(export_dir, tags, name, gpu)
+        if gpu is not None:
+            _announce(f"loaded model {name} on GPU {gpu} (the task's GPU addresses: "
+                      f"{', '.join(gpus)}; worker pid {os.getpid()})")
         _MODELS[key] = model
         limit = max(1, _env_int("SPARKTF_MODEL_CACHE_SIZE") or 2)
         while len(_MODELS) > limit:
@@ -242,7 +285,8 @@ class LazyModel:
     def run(self, feeds: Sequence[str], fetches: Sequence[str],
             arrays: Sequence[np.ndarray]) -> list[np.ndarray]:
         if self.model is None:
-            self.model = get_model(_model_dir(self.plan), self.plan.tags, self.plan.name)
+            self.model = get_model(_model_dir(self.plan), self.plan.tags, self.plan.name,
+                                   task_gpus())
         return self.model.run(feeds, fetches, arrays)
 
 

@@ -23,6 +23,8 @@ from sparktf import errors
 _LINE = re.compile(r"sparktf\.errors\.(\w+): (.+)")
 #: ``org.apache.spark.SparkClassNotFoundException: `` and the like, before a Java message
 _JAVA_CLASS = re.compile(r"^(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)?: ")
+_EMBEDDED_CLASS = re.compile(
+    r"(?:[a-z_$][\w$]*\.)+[A-Z][\w$]*(?:Exception|Error|Throwable)(?::\s*|$)")
 #: PySpark's first line of a worker's traceback, and Py4J's line naming the JVM call
 _WRAPPERS = ("An exception was thrown from the Python worker",
              "An error occurred while calling")
@@ -67,12 +69,31 @@ def cause(exc: BaseException) -> str:
         if "Traceback (most recent call last)" in text:  # a Python worker's error
             return _clip(_JAVA_CLASS.sub("", lines[-1]))
         lines = lines[1:] or lines  # Py4J: the Java exception follows
-        return _clip(_JAVA_CLASS.sub("", lines[0].lstrip(": ")))
+        return _clip(_completed(_JAVA_CLASS.sub("", lines[0].lstrip(": ")), lines[1:]))
     first = lines[0]
     if _JAVA_CLASS.match(first) or first.startswith("[") or type(exc).__name__.startswith(
             "Py4J"):
-        return _clip(_JAVA_CLASS.sub("", first))
+        return _clip(_completed(_JAVA_CLASS.sub("", first), lines[1:]))
     return _clip(f"{type(exc).__name__}: {first}")
+
+
+def _completed(line: str, rest: list[str]) -> str:
+    """``line`` without Java class names inside it; when nothing is left after its last
+    colon (Spark's ``Lost task ...: org.apache.spark.SparkException:``), the first line
+    below that says something (a Python worker that could not start says it there).
+
+    Examples
+    --------
+    >>> _completed("Job aborted: Lost task 0.3 (executor 0): org.apache.SparkException:",
+    ...            ["Error from python worker:", "python3: No module named 'sparktf'"])
+    "Job aborted: Lost task 0.3 (executor 0): python3: No module named 'sparktf'"
+    """
+    line = _EMBEDDED_CLASS.sub("", line).strip()
+    if not line.endswith(":"):
+        return line
+    more = [_EMBEDDED_CLASS.sub("", r).strip() for r in rest]
+    more = [r for r in more if r and r != "Error from python worker:"]
+    return f"{line} {more[0]}" if more else line.rstrip(":")
 
 
 def _clip(text: str) -> str:
