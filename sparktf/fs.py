@@ -330,13 +330,28 @@ def _expand_local(path: str) -> list[tuple[str, int, str]]:
 
 
 def _expand_remote(url: str) -> list[tuple[str, int, str]]:
+    """The data files under ``url``, leaving out the objects of an unfinished sparktf write
+    (``part-*-<job>-a<n>*`` while ``_sparktf-job-<job>`` marks the job open: a running job,
+    or one whose driver was killed)."""
     import pyarrow.fs as pafs
 
     found = info(url)
     if found.type == pafs.FileType.File:
         return [(url, int(found.size or 0), url.rsplit("/", 1)[0])]
-    return sorted((child(url, name), int(item.size or 0), url) for name, item in walk(url)
-                  if not any(is_hidden(part) for part in name.split("/")))
+    items = list(walk(url))
+    open_jobs = {name.rsplit("/", 1)[-1][len(JOB_MARK):] for name, _ in items
+                 if name.rsplit("/", 1)[-1].startswith(JOB_MARK)}
+    return sorted((child(url, name), int(item.size or 0), url) for name, item in items
+                  if not any(is_hidden(part) for part in name.split("/"))
+                  and not of_open_job(name, open_jobs))
+
+
+JOB_MARK = "_sparktf-job-"  # see sparktf.spark.objcommit
+
+
+def of_open_job(name: str, jobs: set[str]) -> bool:
+    base = name.rsplit("/", 1)[-1]
+    return bool(jobs) and base.startswith("part-") and any(f"-{j}-a" in base for j in jobs)
 
 
 def _glob_remote(loc: Location) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -315,7 +316,6 @@ def write_tfrecords(
     """
     from sparktf import fs
     from sparktf.spark.confs import scan_options
-    from sparktf.spark.serverside import output_state
 
     spark = df.sparkSession
     register(spark)
@@ -334,6 +334,28 @@ def write_tfrecords(
     target = location.url if not location.is_local else fs.local_path(path)
     if not location.is_local:
         fs.check_container(target)
+    claimed = None
+    if mode in ("errorifexists", "error", "ignore") and not is_connect(spark):
+        import uuid
+
+        from sparktf.spark.claim import claim
+
+        # one writer per new output: of two jobs started together, one fails here
+        claimed = claim(target, job=uuid.uuid4().hex[:12])
+        settings = dataclasses.replace(settings, job_id=claimed.job)
+    try:
+        _write(df, path, target, location, settings, mode)
+    finally:
+        if claimed is not None:
+            claimed.release()
+
+
+def _write(df: DataFrame, path: str, target: str, location: Any, settings: WriteSettings,
+           mode: str) -> None:
+    """The body of :func:`write_tfrecords` once its output is claimed."""
+    from sparktf.spark.serverside import output_state
+
+    spark = df.sparkSession
     if location.is_local and is_connect(spark):  # the path is the server's: look there
         from sparktf.spark.serverside import run_on_server
 

@@ -120,8 +120,19 @@ def visible_entries(out: str) -> list[str]:
         out = fs.local_path(out)
         if not os.path.isdir(out):
             return [out] if os.path.exists(out) else []
-        return [e for e in os.listdir(out) if e != TEMPORARY]
-    return [e for e in fs.entries(out) if e != TEMPORARY]
+        return [e for e in os.listdir(out) if not _bookkeeping(e)]
+    if fs.info(out).type.name == "File":
+        return [out]
+    items = [name for name, _ in fs.walk(out)]
+    open_jobs = {n[len(fs.JOB_MARK):] for n in items if n.startswith(fs.JOB_MARK)}
+    kept = {n.split("/", 1)[0] for n in items  # what an unfinished write left is not output
+            if not _bookkeeping(n.split("/", 1)[0]) and not fs.of_open_job(n, open_jobs)}
+    return sorted(kept)
+
+
+def _bookkeeping(name: str) -> bool:
+    """Staging and the marks of running jobs: not output (sparktf.spark.claim, objcommit)."""
+    return name == TEMPORARY or name.startswith(("_sparktf-claim-", "_sparktf-job-"))
 
 
 def commit_job(out: str, job: str, messages: list[TaskCommit | None], *, overwrite: bool,

@@ -45,18 +45,27 @@ def staged_output(path: str, *, overwrite: bool) -> Iterator[str]:
 
     On success the staging directory becomes ``path``: an existing ``path`` is replaced only
     then (``overwrite``), an empty one is replaced. On failure the staging directory is
-    removed and ``path`` is left exactly as it was.
+    removed and ``path`` is left exactly as it was. Without ``overwrite`` the job first
+    claims ``path`` (:mod:`sparktf.spark.claim`): of two jobs started together on it, one
+    fails at once, and the staging folder of a killed one is removed by the next.
     """
-    check_output(path, overwrite=overwrite)
+    from sparktf.spark.claim import claim
+
     parent, name = os.path.split(os.path.abspath(path))
     token = uuid.uuid4().hex[:12]
     staging = os.path.join(parent, f".{name}.sparktf-{token}")
+    claimed = None if overwrite else claim(path, job=token, staging=staging, what="--output")
     try:
-        yield staging
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    _publish(staging, path, os.path.join(parent, f".{name}.sparktf-old-{token}"))
+        check_output(path, overwrite=overwrite)
+        try:
+            yield staging
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        _publish(staging, path, os.path.join(parent, f".{name}.sparktf-old-{token}"))
+    finally:
+        if claimed is not None:
+            claimed.release()
 
 
 def _publish(staging: str, path: str, old: str) -> None:

@@ -17,8 +17,9 @@ from typing import Any
 
 import pyarrow as pa
 
+from sparktf.errors import SparkTFError
 from sparktf.spark import objcommit
-from sparktf.spark.commit import TaskCommit
+from sparktf.spark.commit import TaskCommit, visible_entries
 
 RESULT = "name string, size bigint, records bigint"
 
@@ -38,6 +39,23 @@ def write_parquet(df: Any, url: str, *, overwrite: bool,
     dynamic = overwrite and bool(partition_by) and (spark.conf.get(
         "spark.sql.sources.partitionOverwriteMode", None) or "").lower() == "dynamic"
     job = uuid.uuid4().hex[:12]
+    claimed = None
+    if not overwrite:  # one writer per new output (sparktf.spark.claim)
+        from sparktf.spark.claim import claim
+
+        claimed = claim(url, job=job, what="--output")
+    try:
+        if not overwrite and visible_entries(url):
+            raise SparkTFError(f"--output {url} already exists; choose another path or pass "
+                               "--mode overwrite")
+        return _write(df, url, job, overwrite, dynamic, partition_by, zone)
+    finally:
+        if claimed is not None:
+            claimed.release()
+
+
+def _write(df: Any, url: str, job: str, overwrite: bool, dynamic: bool,
+           partition_by: Sequence[str], zone: str) -> int:
     objcommit.start_job(url, job)
     task = functools.partial(_write_part, out=url, job=job, partition_by=tuple(partition_by),
                              zone=zone)

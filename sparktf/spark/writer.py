@@ -54,7 +54,7 @@ class TFRecordWriter(DataSourceArrowWriter):
         check_partition_by(schema, settings.partition_by)
         self.data = StructType([f for f in schema.fields if f.name not in settings.partition_by])
         self.dynamic = overwrite and settings.partition_overwrite_mode == "dynamic"
-        self.job = uuid.uuid4().hex[:12]
+        self.job = settings.job_id or uuid.uuid4().hex[:12]
         self.driver_host = this_host()  # built on the driver's machine, pickled to tasks
         Encoder(self.data, settings.record_type)  # an unsupported column fails before any I/O
         if self.remote:

@@ -278,6 +278,9 @@ class WriteSettings(_Settings):
         directories the job writes into (dynamic; Spark's ``partitionOverwriteMode``).
     time_zone : str, optional
         The time zone timestamp partition values are written in (default: the session's).
+    job_id : str, optional
+        The write job's id in the names of its files; set by ``write_tfrecords`` (for the
+        claim on a new output, :mod:`sparktf.spark.claim`); random when not given.
     """
 
     WHAT: ClassVar[str] = "write"
@@ -286,6 +289,7 @@ class WriteSettings(_Settings):
     partition_by: tuple[str, ...] = ()
     partition_overwrite_mode: str = "static"
     time_zone: str | None = None
+    job_id: str | None = None
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
