@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import socket
 from collections.abc import Iterable
 
@@ -27,6 +28,7 @@ __all__ = [
     "close_matches",
     "this_host",
     "is_this_host",
+    "redact",
 ]
 
 
@@ -99,3 +101,28 @@ def is_this_host(described: str) -> bool:
     (True, False)
     """
     return described.partition(" (")[0] == socket.gethostname()
+
+
+#: Environment variables whose values are credentials (object stores, MLflow, Databricks).
+SECRET_VARIABLES = ("AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_KEY",
+                    "AZURE_STORAGE_ACCOUNT_KEY", "AZURE_CLIENT_SECRET",
+                    "MLFLOW_TRACKING_PASSWORD", "MLFLOW_TRACKING_TOKEN", "DATABRICKS_TOKEN",
+                    "SPARK_CONNECT_AUTHENTICATE_TOKEN")
+_TOKEN = re.compile(r"((?:^|[;?&])\s*(?:token|password|secret)\s*=)[^;&/\s'\"]+", re.I)
+_USERINFO = re.compile(r"(//[^/@\s:]+:)[^@\s/]+@")
+
+
+def redact(text: str) -> str:
+    """``text`` without credentials: the values of :data:`SECRET_VARIABLES`, a Spark Connect
+    URL's ``token=``, a URL's ``user:password@``.
+
+    Examples
+    --------
+    >>> redact("sc://host:15002/;use_ssl=true;token=abc123 and https://al:pw@h/x")
+    'sc://host:15002/;use_ssl=true;token=*** and https://al:***@h/x'
+    """
+    for name in SECRET_VARIABLES:
+        value = os.environ.get(name, "")
+        if len(value) >= 8:
+            text = text.replace(value, "***")
+    return _USERINFO.sub(r"\1***@", _TOKEN.sub(r"\1***", text))

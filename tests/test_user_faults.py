@@ -203,3 +203,46 @@ json.dump({"code": full.returncode, "last": lines[-1] if lines else "",
            "scratch": [n for n in os.listdir(os.path.join(disk, "scratch"))]},
           open(report, "w"))
 """
+
+
+SECRETS = {"aws": "sparktf-test-secret", "connect": "TOPSECRETconnectTOKEN",
+           "mlflow": "hunter2secretPASS"}
+
+
+def test_credentials_never_reach_what_a_run_prints_or_writes(s3, digits_on_s3, mnist_export,
+                                                            tmp_path) -> None:
+    """AWS keys, a Spark Connect token and MLflow credentials, with --verbose: not in
+    stdout, stderr (Spark's INFO log included) or the files written."""
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] == SECRETS["aws"]
+    out = f"s3://{s3}/{uuid.uuid4().hex[:8]}/out"
+    env = user_env("0", SPARKTF_MODEL_CACHE_DIR=str(tmp_path / "models"),
+                   MLFLOW_HTTP_REQUEST_MAX_RETRIES="0", MLFLOW_HTTP_REQUEST_TIMEOUT="2",
+                   MLFLOW_TRACKING_URI=f"http://alice:{SECRETS['mlflow']}@127.0.0.1:9/")
+    runs = [
+        [SPARKTF, "infer", "--export_dir", str(mnist_export), "--input", digits_on_s3,
+         *MAPPING, "--output", out, "--output_format", "tfrecord", "--verbose"],
+        [SPARKTF, "infer", "--remote", f"sc://127.0.0.1:9/;token={SECRETS['connect']}",
+         "--export_dir", str(mnist_export), "--input", digits_on_s3, *MAPPING, "--output",
+         str(tmp_path / "o"), "--verbose"],
+        [SPARKTF, "inspect", "--export_dir", "models:/m/1", "--verbose"],
+    ]
+    seen = []
+    for command in runs:
+        done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+        seen.append(done.stdout + done.stderr)
+    assert "sparktf infer: 60 rows" in seen[0]  # the first run works; the others fail
+    assert "127.0.0.1:9" in seen[1] and "models:/m/1" in seen[2]
+    written = b"".join(fs.open_input(fs.child(out, name)).read() for name, _ in fs.walk(out))
+    for secret in SECRETS.values():
+        assert all(secret not in text for text in seen), secret
+        assert secret.encode() not in written
+
+
+@pytest.fixture(scope="module")
+def digits_on_s3(s3, tmp_path_factory) -> str:
+    images = np.random.default_rng(31).random((60, 784), dtype=np.float32)
+    folder = write_digits(tmp_path_factory.mktemp("s3digits") / "tfr", images)
+    url = f"s3://{s3}/{uuid.uuid4().hex[:8]}/tfr"
+    for part in sorted(folder.glob("part-*")):
+        fs.upload(str(part), f"{url}/{part.name}")
+    return url

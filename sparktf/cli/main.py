@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sparktf.errors import SparkTFError
+from sparktf.errors import SparkTFError, redact
 
 COMMANDS = ("infer", "export", "inspect")
 
@@ -100,11 +100,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except UsageError as exc:
         print(getattr(args, "usage", parser.format_usage)().rstrip(), file=sys.stderr)
-        print(f"sparktf: error: {exc}", file=sys.stderr)
+        print(f"sparktf: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except SparkTFError as exc:
         _trace(args)
-        print(f"sparktf: error: {exc}", file=sys.stderr)
+        print(f"sparktf: error: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("sparktf: error: interrupted", file=sys.stderr)
@@ -113,7 +113,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from sparktf.spark.errors import explain
 
         _trace(args)
-        print(f"sparktf: error: {explain(exc)}", file=sys.stderr)
+        print(f"sparktf: error: {redact(explain(exc))}", file=sys.stderr)
         return 1
 
 
@@ -122,7 +122,7 @@ def _trace(args: argparse.Namespace) -> None:
     if getattr(args, "verbose", False):
         import traceback
 
-        traceback.print_exc(file=sys.stderr)
+        print(redact(traceback.format_exc()).rstrip(), file=sys.stderr)
 
 
 def entry() -> None:

@@ -32,6 +32,25 @@ def count_on_server(spark: Any, args: argparse.Namespace) -> int:
     return int(reader.load(args.output).count())
 
 
+def check_reachable(url: str, timeout: float = 10.0) -> None:
+    """Fail at once, in one line, when nothing listens at the server of ``url`` (PySpark's
+    Connect client retries a refused connection for minutes)."""
+    import re
+    import socket
+
+    from sparktf.errors import redact
+
+    match = re.match(r"sc://\[?([^\]/:;]+)\]?(?::(\d+))?", url)
+    if match is None:
+        raise UsageError(f"--remote {redact(url)}: expected sc://HOST:PORT")
+    host, port = match.group(1), int(match.group(2) or 15002)
+    try:
+        socket.create_connection((host, port), timeout=timeout).close()
+    except OSError as exc:
+        raise SparkTFError(f"--remote {redact(url)}: cannot reach a Spark Connect server at "
+                           f"{host}:{port} ({exc.strerror or exc})") from None
+
+
 def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
                output_mapping: dict[str, str], keep: list[str], confs: dict[str, str]) -> int:
     """Run ``sparktf infer`` against the Spark Connect server ``args.remote``."""
@@ -45,6 +64,7 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
     from sparktf.spark.serverside import output_state, run_on_server
 
     started = time.perf_counter()
+    check_reachable(args.remote)
     warm_up()  # TensorFlow for the model's metadata, imported while the server plans
     spark = spark_session(None, confs, verbose=args.verbose, remote=args.remote)
     try:
