@@ -172,7 +172,8 @@ FS_CACHE_SIZE = 16
 """Filesystem objects kept per process, keyed by store, bucket/authority and the endpoint
 variables in effect (a changed ``AWS_ENDPOINT_URL`` gets a new object); least recently used
 ones are dropped. They hold connections and credentials providers, never data."""
-_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+_ENDPOINT_VARS = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "SPARKTF_S3_MAX_ATTEMPTS",
+                  "SPARKTF_S3_REQUEST_TIMEOUT")
 
 
 def _filesystem(scheme: str, authority: str) -> Any:
@@ -189,7 +190,12 @@ def _filesystem(scheme: str, authority: str) -> Any:
     else:
         uri = f"{scheme}://{authority}/"
         try:
-            made, _ = pafs.FileSystem.from_uri(uri)
+            if scheme == "s3":
+                from sparktf.stores import s3_filesystem
+
+                made = s3_filesystem(authority)  # retries and timeouts (sparktf.stores)
+            else:
+                made, _ = pafs.FileSystem.from_uri(uri)
         except Exception as exc:  # pyarrow raises ArrowInvalid/OSError/ImportError
             raise StorageError(f"cannot open the {scheme}:// store {authority!r}: "
                                f"{_first_line(exc)}") from None
