@@ -62,6 +62,7 @@ def test_a_store_that_always_fails_stops_in_one_line_and_leaves_nothing(on_s3,
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("sparktf: error: ") and "s3://" in last, last
     assert any(cause in last for cause in ("SLOW_DOWN", "SlowDown", "INTERNAL", "500", "503",
+                                            "NETWORK_CONNECTION",
                                             "Timeout", "timed out", "reset", "Connection")), last
     assert not fs.exists(f"{out}/_SUCCESS")
     assert not [name for name, _ in fs.walk(out) if name.rsplit("/", 1)[-1].startswith("part-")]
