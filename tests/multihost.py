@@ -108,14 +108,25 @@ class MultiHost:
 
     def python_workers(self, host: str) -> list[int]:
         """Spark Python worker processes running on ``host``."""
-        return [p for p in self.pids(host) if "pyspark" in _cmdline(p)
-                or "sparktf.spark.daemon" in _cmdline(p)]
+        found = []
+        for pid in self.pids(host):
+            words = _cmdline(pid).split()
+            if words and "python" in os.path.basename(words[0]) and any(
+                    "pyspark" in w or "sparktf.spark.daemon" in w for w in words[1:]):
+                found.append(pid)
+        return found
 
     def kill(self, host: str) -> None:
         """Kill every process of ``host`` at once (the host is gone)."""
         for pid in self.pids(host):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+    def link(self, host: str, *, up: bool) -> None:
+        """Take ``host``'s link to the others down (or bring it back up): its processes run
+        on, unreachable."""
+        port = f"p{list(ADDRESSES).index(host)}"
+        _run("ip", "-n", self.names["hub"], "link", "set", port, "up" if up else "down")
 
     def log(self, host: str) -> str:
         return "\n".join(p.read_text(errors="replace")

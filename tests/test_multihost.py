@@ -330,6 +330,52 @@ def test_task_on_a_host_without_the_output_folder_is_named(tmp_path) -> None:
         commit.task_path(str(out), "job", 0, 0, "part-0", driver_host="driver-host")
 
 
+def test_a_worker_host_cut_off_mid_job(cluster, mnist_export, tmp_path) -> None:
+    """w2's link goes down while its executor scores (``spark.network.timeout`` lowered): the
+    job finishes on w1 with every row once, or fails in one line leaving no output."""
+    from sparktf._tf import example_pb2
+    from sparktf.tfrecord.framing import RecordFileWriter
+
+    source = cluster.shared / "cut-input"
+    source.mkdir()
+    rows = 48_000
+    images = np.random.default_rng(5).random((500, 784), dtype=np.float32)
+    for part in range(8):
+        with RecordFileWriter(str(source / f"part-{part}.tfrecord")) as writer:
+            for i in range(part * rows // 8, (part + 1) * rows // 8):
+                example = example_pb2().Example()
+                example.features.feature["id"].int64_list.value.append(i)
+                example.features.feature["image"].float_list.value.extend(images[i % 500])
+                writer.write(example.SerializeToString())
+    out = cluster.shared / "out-cut"
+    confs = [*CONFS, "spark.network.timeout=10s", "spark.network.timeoutInterval=2s",
+             "spark.executor.heartbeatInterval=1s",
+             "spark.sql.files.maxPartitionBytes=2m"]
+    process = cluster.driver(
+        [str(BIN / "sparktf"), "infer", "--master", cluster.url, "--ship_model",
+         "--export_dir", str(mnist_export), "--input", str(source), "--schema_hint", HINT,
+         "--input_mapping", '{"image": "x"}', "--output_mapping",
+         '{"prediction": "prediction"}', "--keep_columns", "id", "--batch_size", "16",
+         "--output", str(out)] + [a for c in confs for a in ("--conf", c)], cwd=tmp_path)
+    deadline = time.time() + 180
+    while not cluster.python_workers("w2") and process.poll() is None:
+        assert time.time() < deadline, "no task ever ran on w2"
+        time.sleep(0.2)
+    cluster.link("w2", up=False)
+    try:
+        assert process.poll() is None, "the job ended before w2 was cut off"
+        code, err = _finish(process)
+    finally:
+        cluster.link("w2", up=True)
+    last = err.strip().splitlines()[-1] if err.strip() else ""
+    if code == 0:
+        ids = sorted(r["id"] for r in _json_rows(out))
+        assert ids == list(range(rows)), (len(ids), len(set(ids)))  # every row, once
+    else:
+        assert last.startswith("sparktf: error: ") and "Traceback" not in err, err[-3000:]
+        assert not out.exists()
+
+
 def test_a_worker_host_dies_mid_job(cluster, digits, mnist_export, tmp_path) -> None:
     """Runs last: w2 is gone afterwards. Its processes are killed while its first task
     runs; the job finishes on w1 with every row exactly once."""

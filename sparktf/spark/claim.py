@@ -56,8 +56,14 @@ class Claim:
     path: str
 
     def release(self) -> None:
+        if not self.path:
+            return
         if fs.is_remote(self.path):
             fs.delete([self.path])
+            # deleting an object leaves its folder's marker behind on S3 (pyarrow keeps the
+            # parent "directory"): a job that wrote nothing leaves nothing
+            if not fs.entries(self.output):
+                fs.delete_tree(self.output)
         else:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self.path)
@@ -70,7 +76,10 @@ def claim(output: str, *, job: str, staging: str = "", what: str = "output path"
                        "since": time.time(), "staging": staging})
     if fs.is_remote(output):
         return _claim_remote(output, job, note, what)
-    path = _local_claim_path(output)
+    try:
+        path = _local_claim_path(output)
+    except OSError:  # no folder can hold the output: the write's own check says why
+        return Claim(output, job, "")
     for _ in range(3):
         try:
             descriptor = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -82,6 +91,8 @@ def claim(output: str, *, job: str, staging: str = "", what: str = "output path"
                     os.remove(path)
                 continue
             raise SparkTFError(_busy(output, holder, what)) from None
+        except OSError:  # a read-only or refusing file system: the write's check says why
+            return Claim(output, job, "")
         with os.fdopen(descriptor, "w") as handle:
             handle.write(note)
         return Claim(output, job, path)
