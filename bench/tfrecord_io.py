@@ -98,6 +98,9 @@ def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[
             [same], lambda: _noop(spark.read.parquet(str(same)))),
         "sparktf read -> Parquet files (conversion)": (
             files_list, lambda: _to_parquet(spark, str(data), str(data) + ".converted")),
+        "sparktf.tfrecords_to_parquet (pyarrow in the tasks)": (
+            files_list, lambda: sparktf.tfrecords_to_parquet(
+                spark, str(data), str(data) + ".pyarrow", schema_hint=HINT, mode="overwrite")),
         "TFModel fused over the files -> noop (read + score)": (
             files_list, lambda: _noop(_scored(spark, str(data)))),
     }

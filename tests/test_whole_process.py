@@ -255,3 +255,32 @@ def test_export_and_inspect_from_fresh_processes(tmp_path) -> None:
     missing = run_sparktf(["inspect", "--export_dir", str(tmp_path / "nope")], onednn="1")
     lines = quiet(missing, code=1)
     assert lines == [lines[-1]] and "does not exist" in lines[-1]
+
+
+# -- sparktf convert ---------------------------------------------------------------------------
+
+
+def test_convert_from_a_fresh_process(digits, tmp_path) -> None:
+    """TFRecord → Parquet: a quiet run ending in its summary, rows Spark's types read back
+    (by pyarrow here: the suite's session is not this process's); a misspelt partition
+    column is a usage error naming the flag and the close match."""
+    import pyarrow.parquet as pq
+
+    out = tmp_path / "pq"
+    done = run_sparktf(["convert", "--input", str(digits[0]), "--output", str(out),
+                        "--schema_hint", HINT, "--codec", "zstd"], onednn="1")
+    lines = quiet(done)
+    assert re.match(rf"sparktf convert: {ROWS} records in [0-9.]+ s .* -> {out}$", lines[-1])
+    assert all("incubator" in line for line in lines[:-1]), lines
+    assert (out / "_SUCCESS").exists()
+    table = pq.read_table(out)
+    assert sorted(table.column("id").to_pylist()) == list(range(ROWS))
+    assert str(table.schema.field("image").type) == "list<element: float>"
+    images = dict(zip(table.column("id").to_pylist(), table.column("image").to_pylist()))
+    assert np.allclose([images[i] for i in range(ROWS)], digits[1])
+    wrong = run_sparktf(["convert", "--input", str(digits[0]), "--output",
+                         str(tmp_path / "never"), "--partition_by", "lable"], onednn="0")
+    last = quiet(wrong, code=2)[-1]
+    assert last.startswith("sparktf: error: --partition_by: partition column 'lable' is not a"
+                           ) and "'label'" in last, last
+    assert not (tmp_path / "never").exists()

@@ -102,7 +102,7 @@ def add_parser(sub: Any) -> None:
     p.set_defaults(func=run)
 
 
-def _confs(pairs: list[str]) -> dict[str, str]:
+def confs_arg(pairs: list[str]) -> dict[str, str]:
     out = {}
     for pair in pairs:
         key, sep, value = pair.partition("=")
@@ -112,7 +112,7 @@ def _confs(pairs: list[str]) -> dict[str, str]:
     return out
 
 
-def _under_spark_submit() -> bool:
+def under_spark_submit() -> bool:
     return "PYSPARK_GATEWAY_PORT" in os.environ or "SPARK_SUBMIT" in os.environ
 
 
@@ -120,7 +120,7 @@ QUIET_LOG4J = Path(__file__).with_name("log4j2.properties")
 
 
 def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
-                  remote: str | None = None) -> Any:
+                  remote: str | None = None, app: str = "sparktf infer") -> Any:
     """Start (or join, under spark-submit) the SparkSession for the job; with ``remote``,
     a Spark Connect client session (no master, JVM options or log level: the server's).
 
@@ -132,13 +132,13 @@ def spark_session(master: str | None, confs: dict[str, str], *, verbose: bool,
     from pyspark.sql import SparkSession
 
     if remote:
-        builder = SparkSession.builder.remote(remote).appName("sparktf infer")
+        builder = SparkSession.builder.remote(remote).appName(app)
         for key, value in confs.items():  # session settings the server accepts
             builder = builder.config(key, value)
         return builder.getOrCreate()
-    builder = SparkSession.builder.appName("sparktf infer")
-    local = (master or ("" if _under_spark_submit() else "local")).startswith("local")
-    if master or not _under_spark_submit():
+    builder = SparkSession.builder.appName(app)
+    local = (master or ("" if under_spark_submit() else "local")).startswith("local")
+    if master or not under_spark_submit():
         builder = builder.master(master or "local[*]")
     if "spark.pyspark.python" in confs:
         # as spark-submit does: PySpark takes the workers' interpreter from this variable
@@ -193,7 +193,7 @@ def _gpu_confs(args: argparse.Namespace, confs: dict[str, str]) -> None:
         raise UsageError(f"--gpus_per_task: expected a positive number, found "
                          f"{args.gpus_per_task:g}")
     local = (args.master or "").startswith("local") or not (
-        args.master or args.remote or _under_spark_submit())
+        args.master or args.remote or under_spark_submit())
     if local:
         raise UsageError("--gpus_per_task: a local master schedules no GPUs; use a cluster "
                          "(--master spark://..., spark-submit on YARN or Kubernetes) whose "
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"--batch_size: expected a positive integer, found {args.batch_size}")
     keep = columns_arg(args.keep_columns)
     check_partition_by(columns_arg(args.partition_by), [*keep, *output_mapping.values()])
-    confs = _confs(args.conf)
+    confs = confs_arg(args.conf)
     _gpu_confs(args, confs)
     _check_paths(args)
     import_modules(args.imports)
@@ -227,9 +227,9 @@ def run(args: argparse.Namespace) -> int:
         return run_remote(args, input_mapping, output_mapping, keep, confs)
     check_output(args.output, overwrite=args.mode == "overwrite", flag="--output")
     started = time.perf_counter()
-    joined = SparkSession.getActiveSession() is not None or _under_spark_submit()
+    joined = SparkSession.getActiveSession() is not None or under_spark_submit()
     # the JVM starts meanwhile; a joined session keeps its own log level
-    starting = _Starting(args.master, confs, args.verbose and not joined)
+    starting = Starting(args.master, confs, args.verbose and not joined)
     try:
         inputs = args.input if len(args.input) > 1 else args.input[0]
         try:
@@ -258,18 +258,20 @@ def run(args: argparse.Namespace) -> int:
             spark.stop()
 
 
-class _Starting:
+class Starting:
     """The SparkSession, started in a thread while the driver checks the input and model."""
 
-    def __init__(self, master: str | None, confs: dict[str, str], verbose: bool) -> None:
+    def __init__(self, master: str | None, confs: dict[str, str], verbose: bool,
+                 app: str = "sparktf infer") -> None:
         self._result: list[Any] = []
-        self._thread = threading.Thread(target=self._start, args=(master, confs, verbose),
+        self._thread = threading.Thread(target=self._start, args=(master, confs, verbose, app),
                                         name="sparktf-spark-start", daemon=True)
         self._thread.start()
 
-    def _start(self, master: str | None, confs: dict[str, str], verbose: bool) -> None:
+    def _start(self, master: str | None, confs: dict[str, str], verbose: bool,
+               app: str) -> None:
         try:
-            self._result.append(spark_session(master, confs, verbose=verbose))
+            self._result.append(spark_session(master, confs, verbose=verbose, app=app))
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread
             self._result.append(exc)
 

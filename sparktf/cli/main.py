@@ -22,7 +22,7 @@ from typing import Any
 
 from sparktf.errors import SparkTFError, redact
 
-COMMANDS = ("infer", "export", "inspect")
+COMMANDS = ("infer", "convert", "export", "inspect")
 
 EPILOG = """examples:
   sparktf inspect --export_dir mnist_export
@@ -31,6 +31,7 @@ EPILOG = """examples:
       --schema_hint 'struct<image:array<float>,label:array<float>>' \\
       --input_mapping '{"image": "x"}' --output_mapping '{"prediction": "prediction"}' \\
       --output predictions
+  sparktf convert --input mnist/tfr/test --output mnist/parquet/test
 """
 
 

@@ -32,7 +32,7 @@ DEFAULTS = {"spark.sql.files.maxPartitionBytes": "128m",
             "spark.sql.files.openCostInBytes": "32k"}
 
 
-def _get(spark: Any, key: str) -> str | None:
+def conf_value(spark: Any, key: str) -> str | None:
     try:
         value = spark.conf.get(key, None)
     except Exception:  # noqa: BLE001 - a key this Spark does not know
@@ -42,14 +42,14 @@ def _get(spark: Any, key: str) -> str | None:
 
 def scan_options(spark: Any) -> dict[str, str]:
     """The session's file-scan settings as read options of :class:`ReadSettings`."""
-    sizes = {name: check_bytes(name, _get(spark, key) or DEFAULTS[key])
+    sizes = {name: check_bytes(name, conf_value(spark, key) or DEFAULTS[key])
              for name, key in (("maxPartitionBytes", "spark.sql.files.maxPartitionBytes"),
                                ("openCostInBytes", "spark.sql.files.openCostInBytes"))}
-    minimum = _get(spark, "spark.sql.files.minPartitionNum")
+    minimum = conf_value(spark, "spark.sql.files.minPartitionNum")
     options = {name: str(value) for name, value in sizes.items()}
     options["minPartitions"] = minimum if minimum and minimum.isdigit() else str(
         default_parallelism(spark))
-    options["timeZone"] = _get(spark, "spark.sql.session.timeZone") or "UTC"
+    options["timeZone"] = conf_value(spark, "spark.sql.session.timeZone") or "UTC"
     return options
 
 
@@ -58,4 +58,4 @@ def pushdown(spark: Any) -> bool:
     from pyspark.sql.datasource import DataSourceReader
 
     return hasattr(DataSourceReader, "pushFilters") and (
-        (_get(spark, PUSHDOWN) or "false").lower() == "true")
+        (conf_value(spark, PUSHDOWN) or "false").lower() == "true")
