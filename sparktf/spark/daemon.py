@@ -14,6 +14,11 @@ daemons of Spark's planning workers (data source lookup and planning) import not
 No TensorFlow session, graph or ``tf.data`` pipeline exists before the fork: those, and the
 thread pools they start, are created in each worker.
 
+``SPARKTF_PRELOAD`` in the executor's environment chooses: ``daemon`` (the default, as
+above), ``shared`` (this daemon preloads nothing and the host's zygote forks the workers:
+one TensorFlow import per host for every Spark Connect session,
+:mod:`sparktf.spark.zygote`) or ``off``.
+
 When Spark stops reading a task's output early, PySpark's own daemon prints the worker's
 ``BrokenPipeError`` traceback to the console; here such a worker just ends (it could not be
 reused anyway).
@@ -21,6 +26,7 @@ reused anyway).
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -42,14 +48,8 @@ def preload() -> None:
     gc.freeze()
 
 
-def main() -> None:
-    """Run PySpark's daemon, after :func:`preload` in the daemon of task workers."""
-    if sys.argv[1:2] in ([], [TASK_WORKER]):
-        try:
-            preload()
-        except Exception as exc:  # noqa: BLE001 - workers then import what they need
-            print(f"sparktf daemon: preloading failed ({exc}); workers import on demand",
-                  file=sys.stderr)
+def patched_worker() -> Any:
+    """PySpark's ``daemon.worker``, ending quietly when Spark stops reading early."""
     import pyspark.daemon as daemon
 
     forked = daemon.worker
@@ -60,7 +60,34 @@ def main() -> None:
         except (BrokenPipeError, ConnectionResetError):  # Spark stopped reading early
             return 1  # not 0: the socket is gone, the worker must not be reused
 
-    daemon.worker = worker
+    return worker
+
+
+def main() -> None:
+    """Run PySpark's daemon, after :func:`preload` in the daemon of task workers; with
+    ``SPARKTF_PRELOAD=shared``, hand each task to this host's zygote instead
+    (:mod:`sparktf.spark.zygote`)."""
+    task_daemon = sys.argv[1:2] in ([], [TASK_WORKER])
+    mode = os.environ.get("SPARKTF_PRELOAD", "daemon").lower()
+    if task_daemon and mode == "shared":
+        from sparktf.spark import zygote
+
+        conn = zygote.connect()
+        if conn is not None:
+            from sparktf.spark.shared_daemon import manager
+
+            manager(conn)
+            return
+        print("sparktf daemon: no zygote could be started; preloading here", file=sys.stderr)
+    if task_daemon and mode != "off":
+        try:
+            preload()
+        except Exception as exc:  # noqa: BLE001 - workers then import what they need
+            print(f"sparktf daemon: preloading failed ({exc}); workers import on demand",
+                  file=sys.stderr)
+    import pyspark.daemon as daemon
+
+    daemon.worker = patched_worker()
     daemon.manager()
 
 

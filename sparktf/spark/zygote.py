@@ -1,0 +1,234 @@
+"""One TensorFlow-preloaded process per host that the task workers of every session fork from.
+
+Spark Connect gives each client session its own PySpark daemon on the server (SPARK-54055),
+so with :mod:`sparktf.spark.daemon` each session pays TensorFlow's import (3-4 s) again, and
+each session's daemon keeps its own copy (~400 MiB) until the server stops. With
+``SPARKTF_PRELOAD=shared`` in the server's environment, a daemon preloads nothing; it hands
+each connection Spark makes to it (the task socket, with its own stdout and stderr) to the
+*zygote*: one long-lived process per host, user and installation (interpreter, sparktf,
+PySpark and TensorFlow files), which imported TensorFlow once and forks a worker for each
+connection. The worker takes the daemon's environment and working directory (the session's
+secret, its artifact folder on ``sys.path``), tells Spark its process id on the task socket,
+and runs PySpark's worker loop, exactly as a worker forked by the daemon would.
+
+The zygote listens on an abstract Unix socket (no file; one per network namespace), serves
+only processes of its own user (``SO_PEERCRED``), and exits after :data:`IDLE_SECONDS`
+without a request. The first daemon that finds none starts it (a detached process) and
+waits for it; should that fail, the daemon forks its workers itself.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from typing import Any
+
+IDLE_SECONDS = 600.0  #: the zygote exits after this long without a request
+START_SECONDS = 60.0  #: how long a daemon waits for a zygote it started
+_HEADER = struct.Struct("!I")
+
+
+def address() -> str:
+    """The zygote's abstract socket name for this user and installation."""
+    import importlib.util
+
+    parts = [sys.executable, str(os.getuid())]
+    for name in ("sparktf", "pyspark", "tensorflow"):
+        spec = importlib.util.find_spec(name)
+        parts.append(str(spec.origin if spec else None))
+    parts += [f"{k}={os.environ.get(k, '')}" for k in ("TF_ENABLE_ONEDNN_OPTS",
+                                                      "TF_CPP_MIN_LOG_LEVEL")]
+    digest = hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+    return f"sparktf-zygote-{digest}"  # bound with a leading NUL: Linux's abstract names
+
+
+# ---- daemon side -------------------------------------------------------------------------
+
+def connect(timeout: float = START_SECONDS) -> socket.socket | None:
+    """A connection to this host's zygote, started if none runs; None if it cannot be."""
+    name = address()
+    found = _try(name)
+    if found is not None:
+        return found
+    subprocess.Popen([sys.executable, "-m", "sparktf.spark.zygote", name],
+                     stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                     stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        found = _try(name)
+        if found is not None:
+            return found
+    return None
+
+
+def _try(name: str) -> socket.socket | None:
+    conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        conn.connect(f"\0{name}")
+    except OSError:
+        conn.close()
+        return None
+    return conn
+
+
+def hand_over(zygote: socket.socket, task: socket.socket, *, authenticated: bool,
+              reuse: bool) -> int:
+    """Send the task connection (and this process's stdout, stderr, environment and working
+    directory) to the zygote; the pid of the worker it forked."""
+    note = json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv,
+                       "path": sys.path, "authenticated": authenticated,
+                       "reuse": reuse}).encode()
+    fds = array.array("i", [task.fileno(), 1, 2])
+    zygote.sendmsg([_HEADER.pack(len(note)), note],
+                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+    reply = _read_exact(zygote, _HEADER.size)
+    return int(_HEADER.unpack(reply)[0])
+
+
+def _read_exact(conn: socket.socket, size: int) -> bytes:
+    data = b""
+    while len(data) < size:
+        chunk = conn.recv(size - len(data))
+        if not chunk:
+            raise ConnectionError("the sparktf zygote closed the connection")
+        data += chunk
+    return data
+
+
+# ---- zygote side -------------------------------------------------------------------------
+
+def serve(name: str) -> None:
+    """Preload, then fork a worker for each connection handed over, until idle."""
+    import selectors
+
+    from sparktf.spark.daemon import preload
+
+    preload()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        listener.bind(f"\0{name}")
+    except OSError:  # another zygote won the race
+        return
+    listener.listen(128)
+    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    last = time.monotonic()
+    while time.monotonic() - last < IDLE_SECONDS:
+        for key, _ in selector.select(timeout=5.0):
+            last = time.monotonic()
+            if key.fileobj is listener:
+                conn, _ = listener.accept()
+                if _peer_uid(conn) == os.getuid():
+                    selector.register(conn, selectors.EVENT_READ)
+                else:
+                    conn.close()
+            elif not _serve_one(key.fileobj, selector):  # type: ignore[arg-type]
+                selector.unregister(key.fileobj)
+                key.fileobj.close()  # type: ignore[union-attr]
+
+
+def _peer_uid(conn: socket.socket) -> int:
+    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    return struct.unpack("3i", creds)[1]
+
+
+def _serve_one(conn: socket.socket, selector: Any) -> bool:
+    """Fork a worker for one request of a daemon; False when the daemon hung up."""
+    try:
+        note, fds = _receive(conn)
+    except (ConnectionError, OSError, ValueError):
+        return False
+    pid = os.fork()
+    if pid == 0:  # the listener and other daemons' connections are not the worker's
+        for key in list(selector.get_map().values()):
+            key.fileobj.close()
+        selector.close()
+        _worker(note, fds)  # never returns
+    for fd in fds:
+        os.close(fd)
+    try:
+        conn.sendall(_HEADER.pack(pid))
+    except OSError:
+        return False
+    return True
+
+
+def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    fds = array.array("i")
+    head, ancillary, _, _ = conn.recvmsg(_HEADER.size, socket.CMSG_SPACE(3 * fds.itemsize))
+    if not head:
+        raise ConnectionError("daemon gone")
+    for level, kind, data in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
+    head += _read_exact(conn, _HEADER.size - len(head))
+    note = json.loads(_read_exact(conn, _HEADER.unpack(head)[0]))
+    return note, list(fds)
+
+
+def _worker(note: dict[str, Any], fds: list[int]) -> None:
+    """In the forked child: become the daemon's worker for the task socket ``fds[0]``."""
+    code = 1
+    try:
+        task_fd, out_fd, err_fd = fds
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        with open(os.devnull, encoding="utf-8") as devnull:
+            os.dup2(devnull.fileno(), 0)
+        os.environ.clear()
+        os.environ.update(note["env"])
+        with contextlib.suppress(OSError):
+            os.chdir(note["cwd"])
+        sys.argv = note["argv"]
+        sys.path[:] = note["path"]
+        sock = socket.socket(fileno=task_fd)
+        code = _run(sock, note["authenticated"], note["reuse"])
+    except BaseException:  # noqa: BLE001 - reported on the daemon's stderr, as PySpark does
+        import traceback
+
+        traceback.print_exc()
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
+        os._exit(code)
+
+
+def _run(sock: socket.socket, authenticated: bool, reuse: bool) -> int:
+    """PySpark's worker loop on ``sock``, as its daemon runs it in a forked child."""
+    import gc
+
+    from pyspark.serializers import write_int
+
+    from sparktf.spark.daemon import patched_worker
+
+    outfile = sock.makefile(mode="wb")
+    write_int(os.getpid(), outfile)  # Spark learns the worker's pid from its socket
+    outfile.flush()
+    outfile.close()
+    worker = patched_worker()
+    while True:
+        code = worker(sock, authenticated)
+        if code == 0:
+            authenticated = True
+        if not reuse or code:
+            with contextlib.suppress(Exception):
+                while sock.recv(1024):
+                    pass
+            return 0
+        gc.collect()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1])
