@@ -110,3 +110,14 @@ def cmdline(pid: int) -> str:
             return handle.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return ""
+
+
+def note_line(fault: str, stderr: str) -> None:
+    """Append the last line a fault test's run printed to the file ``$SPARKTF_FAULT_LINES``
+    names, if set (the figures of README's "Faults and what sparktf does")."""
+    target = os.environ.get("SPARKTF_FAULT_LINES")
+    lines = stderr.strip().splitlines()
+    if target and lines:
+        with open(target, "a", encoding="utf-8") as handle:
+            handle.write(f"{fault}\t{lines[-1]}\n")
+

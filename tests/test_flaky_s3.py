@@ -16,7 +16,7 @@ import pytest
 from sparktf import fs
 from tests.flaky_s3 import FlakyProxy
 from tests.models import mnist_numpy
-from tests.processes import SPARKTF, noise, user_env
+from tests.processes import SPARKTF, noise, note_line, user_env
 from tests.test_whole_process import MAPPING, read_output, upload_tree, write_digits
 
 
@@ -46,6 +46,7 @@ def test_a_ten_percent_fault_rate_gives_the_same_rows(on_s3, tmp_path, fmt) -> N
     with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], rate=0.1, seed=7, stall=2) as proxy:
         done = _run(on_s3, proxy, out, fmt, tmp_path)
     assert done.returncode == 0 and noise(done.stderr) == [], done.stderr[-3000:]
+    note_line(f"flaky S3 10% {fmt} {proxy.counts}", done.stderr)
     faults = {k: v for k, v in proxy.counts.items() if k != "requests"}
     assert proxy.counts["requests"] > 50 and all(faults.values()), proxy.counts
     rows = read_output(out, fmt)  # read straight from the server
@@ -59,6 +60,7 @@ def test_a_store_that_always_fails_stops_in_one_line_and_leaves_nothing(on_s3,
     with FlakyProxy(os.environ["AWS_ENDPOINT_URL"], rate=1.0, seed=1, stall=1) as proxy:
         done = _run(on_s3, proxy, out, "tfrecord", tmp_path, SPARKTF_S3_MAX_ATTEMPTS="3")
     assert done.returncode == 1 and noise(done.stderr) == [], done.stderr[-3000:]
+    note_line("flaky S3 100%", done.stderr)
     last = done.stderr.strip().splitlines()[-1]
     assert last.startswith("sparktf: error: ") and "s3://" in last, last
     assert any(cause in last for cause in ("SLOW_DOWN", "SlowDown", "INTERNAL", "500", "503",

@@ -32,6 +32,7 @@ from tests.multihost import (
     multihost,
     unavailable,
 )
+from tests.processes import note_line
 
 pytestmark = pytest.mark.multihost
 
@@ -368,6 +369,7 @@ def test_a_worker_host_cut_off_mid_job(cluster, mnist_export, tmp_path) -> None:
     finally:
         cluster.link("w2", up=True)
     last = err.strip().splitlines()[-1] if err.strip() else ""
+    note_line(f"lost link, exit {code}", err)
     if code == 0:
         ids = sorted(r["id"] for r in _json_rows(out))
         assert ids == list(range(rows)), (len(ids), len(set(ids)))  # every row, once

@@ -20,7 +20,7 @@ from sparktf import fs, manifest
 from sparktf.errors import TFRecordError
 from sparktf.tfrecord.framing import list_data_files, scan_records
 from tests.models import mnist_numpy
-from tests.processes import SPARKTF, noise, user_env
+from tests.processes import SPARKTF, noise, note_line, user_env
 from tests.test_whole_process import MAPPING, read_output, write_digits
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -69,6 +69,7 @@ def test_two_jobs_on_one_new_output_one_wins(two_inputs, mnist_export, tmp_path,
     assert codes == [0, 1], done
     loser = next(err for code, err in done.values() if code == 1)
     assert noise(loser) == [], loser
+    note_line(f"two writers {where}", loser)
     last = loser.strip().splitlines()[-1]
     assert re_any(last, ["is being written by another job", "already exists"]), last
     winner = next(name for name, (code, _) in done.items() if code == 0)
@@ -129,6 +130,7 @@ def test_a_driver_killed_during_its_write_leaves_nothing_and_a_rerun_succeeds(
         list_data_files(out)  # nothing a reader takes as output
     again = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-3000:]
+    note_line(f"killed driver {where}, rerun", again.stderr)
     rows = read_output(out, "tfrecord")
     assert [r["id"] for r in rows] == list(range(6000))  # rows in = rows out, once each
     if where == "local":  # the dead job's staging and claim are gone
@@ -162,6 +164,7 @@ def test_a_full_disk_fails_in_one_line_and_keeps_the_old_output(mnist_export, tm
     assert done.returncode == 0, done.stderr[-3000:]
     found = json.loads(report.read_text())
     assert found["code"] == 1 and found["noise"] == [], found
+    note_line("full disk", found["last"])
     assert "no space left" in found["last"].lower(), found["last"]
     assert found["last"].startswith("sparktf: error: ") and f"{disk}/out" in found["last"]
     assert found["before"] == found["after"] and found["before"]  # the old output intact
