@@ -30,6 +30,7 @@ from sparktf import fs
 from sparktf.errors import SparkTFError, TFRecordError
 from sparktf.spark.compat import is_connect
 from sparktf.spark.parquet_parts import CODECS, RESULT, PartTarget, messages_json, schema_bytes
+from sparktf.tfrecord.types import arrow_schema
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +115,7 @@ def tfrecords_to_parquet(
         parts = PartTarget(out=target, job=job, partition_by=tuple(partition_by),
                            zone=files.settings.time_zone, codec=codec,
                            driver_host="" if is_connect(spark) else _host(),
-                           empty_schema=schema_bytes(_arrow_schema(schema, files)))
+                           empty_schema=schema_bytes(arrow_schema(schema)))
         call(start_output, out=target, job=job)
         fn = functools.partial(convert_task, scan=files, target=parts)
         count = len(files.tasks)
@@ -168,12 +169,6 @@ def _codec(spark: SparkSession, codec: str | None) -> str:
         source = "codec" if codec is not None else "spark.sql.parquet.compression.codec"
         raise SparkTFError(f"{source}: expected one of {', '.join(CODECS)}, found {given!r}")
     return found
-
-
-def _arrow_schema(schema: StructType, files: Any) -> pa.Schema:
-    from pyspark.sql.pandas.types import to_arrow_schema
-
-    return to_arrow_schema(schema, timezone=files.settings.time_zone)
 
 
 def _may_write(call: Callable[..., Any], target: str, output: str, mode: str) -> bool:
