@@ -181,13 +181,17 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
         for n, chosen in sizes.items():
             for who, cmd in (("plain", [sys.executable, str(ROOT / "bench" / "plain_tf.py"),
                                         str(export), *chosen]),
+                             ("graph", [sys.executable,
+                                        str(ROOT / "bench" / "plain_tf_graph.py"),
+                                        str(export), *chosen]),
                              ("sparktf", _infer_cmd(chosen, export, out / str(n)))):
                 warm_cache(chosen)
                 t, stdout, cpu = _run(cmd)
                 times.setdefault((who, n), []).append(t)
                 cpus.setdefault((who, n), []).append(cpu)
-                if who == "plain":
-                    plain_counts[n] = json.loads(stdout)
+                if who in ("plain", "graph"):
+                    plain_counts.setdefault(n, json.loads(stdout))
+                    assert json.loads(stdout) == plain_counts[n], (who, n)
         t, _, cpu = _run([sys.executable, str(ROOT / "bench" / "spark_floor.py")])
         times.setdefault(("floor", 0), []).append(t)
         cpus.setdefault(("floor", 0), []).append(cpu)
@@ -201,14 +205,15 @@ def end_to_end(work: Path, per_file: int, rounds: int) -> tuple[list[dict], dict
     summary = {"same_predictions": same, "spark_floor_s": med[("floor", 0)],
                "spark_floor_cpu": cpu_total(cpus[("floor", 0)])}
     rows = []
-    for who in ("plain", "sparktf"):
+    for who in ("plain", "graph", "sparktf"):
         marginal = (big - small) / (med[(who, big)] - med[(who, small)])
         fixed = med[(who, small)] - small / marginal
         summary[who] = {"T_small": med[(who, small)], "T_big": med[(who, big)],
                         "marginal_rps": marginal, "fixed_s": fixed,
                         **marginal_cpu(cpus[(who, small)], cpus[(who, big)], big - small)}
-        label = ("plain TF script (whole process)" if who == "plain"
-                 else "sparktf infer, fused (whole process)")
+        label = {"plain": "plain TF script (whole process)",
+                 "graph": "plain TF, graph mode (whole process)",
+                 "sparktf": "sparktf infer, fused (whole process)"}[who]
         for n in (small, big):
             rows.append({"bench": "end-to-end", "who": f"{label}, {n:,}", "records": n,
                          "seconds": med[(who, n)], "runs": times[(who, n)],
