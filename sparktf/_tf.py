@@ -54,6 +54,11 @@ def tensorflow() -> ModuleType:
     return _TF
 
 
+def loaded() -> bool:
+    """Whether this process has imported TensorFlow through :func:`tensorflow`."""
+    return _TF is not None
+
+
 def example_pb2() -> ModuleType:
     """TensorFlow's ``example_pb2`` (``Example``, ``SequenceExample``), imported quietly:
     importing it bare loads TensorFlow without :func:`tensorflow`'s log settings, and each

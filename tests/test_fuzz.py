@@ -485,10 +485,16 @@ def decode_and_compare(
         except SparkTFError as exc:
             assert "fuzz.tfrecord: record " in str(exc), str(exc)
             assert expected is None, f"refused a batch protobuf reads: {exc}"
+            with pytest.raises(SparkTFError) as light_error:  # protobuf alone: the same error
+                Decoder(schema, record_type).decode_records(records, "fuzz.tfrecord", 7)
+            assert str(light_error.value) == str(exc)
             return
     assert got.schema == to_arrow_schema(schema) and got.num_rows == len(records)
     if expected is not None:
         assert expected == got.to_pylist()
+    # protobuf alone (a task's first records in a process without TensorFlow): the same rows
+    light = Decoder(schema, record_type).decode_records(records, "fuzz.tfrecord", 7)
+    assert light.schema == got.schema and repr(light.to_pylist()) == repr(got.to_pylist())
 
 
 def test_reference_oracle_rejects_what_it_should() -> None:

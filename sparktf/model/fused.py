@@ -84,7 +84,7 @@ def score_files(indices: Iterator[pa.RecordBatch], *, scan: FileScan,
         yield from score_dense(splits, columns=dense, plan=plan, schema=schema, settings=settings)
     else:
         yield from map_batches(read_splits(splits, schema=schema, settings=settings,
-                                           spec=scan.spec), plan=plan)
+                                           spec=scan.spec, light_start=False), plan=plan)
 
 
 @dataclass(frozen=True)

@@ -40,10 +40,12 @@ def preload() -> None:
 
     import pyarrow  # noqa: F401
 
-    from sparktf._tf import example_pb2
+    from sparktf._tf import tensorflow
     from sparktf.tfrecord import reader  # noqa: F401
+    from sparktf.tfrecord.protos import example_classes
 
-    example_pb2()
+    tensorflow()
+    example_classes()
     gc.collect()
     gc.freeze()
 

@@ -61,9 +61,9 @@ def configure_session(builder: Any, *, java_options: str = "", preload: bool = T
 
     With ``preload`` (the default), Python task workers are forked from a daemon that has
     imported TensorFlow once (``spark.python.daemon.module=sparktf.spark.daemon``): without
-    it each new worker imports TensorFlow (3-4 s), and Spark ends a worker whenever a task
-    stops reading early (``limit``, ``show``, ``take``), so small interactive reads paid it
-    again and again.
+    it, each new worker reads the first second of its task with protobuf alone and then
+    imports TensorFlow (3-4 s) for the rest (:mod:`sparktf.tfrecord.light`), and Spark ends a
+    worker whenever a task stops reading early (``limit``, ``show``, ``take``).
 
     Turns off Arrow Java's bounds and null checks per value (the JVM system properties
     ``arrow.enable_unsafe_memory_access=true`` and ``arrow.enable_null_check_for_get=false``)

@@ -158,10 +158,17 @@ class Decoder:
         ]
         return pa.record_batch(arrays, schema=self.arrow_schema)
 
-    def _message(self, data: bytes) -> Any:
-        from sparktf._tf import example_pb2
+    def decode_records(self, records: list[bytes], path: str, first: Any) -> pa.RecordBatch:
+        """Decode one batch with protobuf alone, never importing TensorFlow (slower per
+        record than :meth:`decode`; the same rows, or the same error)."""
+        if self.record_type == "ByteArray":
+            return pa.record_batch([pa.array(records, pa.binary())], schema=self.arrow_schema)
+        return self._decode_slow(records, path, first)
 
-        protos = example_pb2()
+    def _message(self, data: bytes) -> Any:
+        from sparktf.tfrecord.protos import example_classes
+
+        protos = example_classes()
         cls = protos.Example if self.record_type == "Example" else protos.SequenceExample
         return cls.FromString(data)
 
@@ -209,7 +216,7 @@ class Decoder:
         self, column: Column, messages: list[Any], rows: list[int], path: str, first: int
     ) -> Ragged:
         kinds: dict[str, int] = {}  # kind -> the first record holding it
-        chunks: list[tuple[str, list[Any]]] = []
+        chunks: list[Any] = []  # each feature's repeated values
         row_len, step_len = [], []
         present = np.zeros(len(messages), dtype=bool)
         for j, message in enumerate(messages):
@@ -225,7 +232,7 @@ class Decoder:
             row_len.append(len(features) if column.depth == 2 else None)
             for feature in features:
                 field = feature.WhichOneof("kind")
-                values = list(getattr(feature, field).value) if field else []
+                values = getattr(feature, field).value if field else ()
                 kind = _FIELD_KIND.get(field or "", self.kinds[column.name])
                 if not column.accepts(kind):
                     raise TFRecordError(
@@ -235,14 +242,14 @@ class Decoder:
                     )
                 if field:  # a Feature with no list set is empty whatever its column
                     kinds.setdefault(kind, first + rows[j])
-                chunks.append((kind, values))
+                chunks.append(values)
                 step_len.append(len(values))
                 if column.depth != 2:
                     row_len[-1] = len(values)
         kind = self._settle_kind(column, kinds, path)
-        values = np.array(
-            [v for _, vals in chunks for v in vals], dtype=_NUMPY[kind]
-        ) if chunks else np.array([], dtype=_NUMPY[kind])
+        dtype = _NUMPY[kind]
+        values = np.concatenate(
+            [np.empty(0, dtype), *(np.asarray(vals, dtype=dtype) for vals in chunks if len(vals))])
         splits = [np.concatenate([[0], np.cumsum(row_len, dtype=np.int64)])]
         if column.depth == 2:
             splits.append(np.concatenate([[0], np.cumsum(step_len, dtype=np.int64)]))

@@ -79,9 +79,10 @@ def infer_features(
     """
     from google.protobuf.message import DecodeError
 
-    from sparktf._tf import example_pb2
+    from sparktf.tfrecord.protos import example_classes
 
-    cls = example_pb2().Example if record_type == "Example" else example_pb2().SequenceExample
+    protos = example_classes()  # TensorFlow's classes, without importing TensorFlow
+    cls = protos.Example if record_type == "Example" else protos.SequenceExample
     chosen = sample_files(files, max_files)
     per_file = max(1, math.ceil(sample_records / len(chosen)))
     stats: dict[str, FeatureStats] = {}

@@ -16,9 +16,10 @@ from pyspark.sql.types import StructType
 
 from sparktf.partitions import PartitionSpec
 from sparktf.planning import Split
+from sparktf.tfrecord import light
 from sparktf.tfrecord.decode import Decoder
 from sparktf.tfrecord.options import ReadSettings
-from sparktf.tfrecord.reader import read_split
+from sparktf.tfrecord.reader import read_split, skip_rows
 from sparktf.tfrecord.runs import Run, grouped, read_run
 from sparktf.tfrecord.types import arrow_schema
 
@@ -30,11 +31,32 @@ def data_schema(schema: StructType, spec: PartitionSpec) -> StructType:
 
 
 def read_splits(splits: Iterable[Split], *, schema: StructType, settings: ReadSettings,
-                spec: PartitionSpec) -> Iterator[pa.RecordBatch]:
-    """The records of ``splits`` as Arrow batches of ``schema``: runs of plain splits
-    through one pipeline each (:mod:`sparktf.tfrecord.runs`), the others one by one."""
+                spec: PartitionSpec, light_start: bool | None = None) -> Iterator[pa.RecordBatch]:
+    """The records of ``splits`` as Arrow batches of ``schema``: the first ones with
+    protobuf alone when ``light_start`` (default: when this process has no TensorFlow and no
+    skip mode is set; :mod:`sparktf.tfrecord.light`); then runs of plain splits through one
+    ``tf.data`` pipeline each (:mod:`sparktf.tfrecord.runs`), the others one by one."""
+    splits = tuple(splits)
     data = data_schema(schema, spec)
     target = arrow_schema(schema) if len(data) < len(schema) else None
+    zone = settings.time_zone or "UTC"
+    start, skip = 0, 0
+    if light.wanted(settings) if light_start is None else light_start:
+        def finish(batch: pa.RecordBatch, split: Split) -> pa.RecordBatch:
+            if target is None:
+                return batch
+            values = dict(zip(spec.names, spec.typed(split.partition, zone), strict=True))
+            return with_constants(batch, target, values)
+
+        start, skip = yield from light.read(
+            splits, Decoder(data, settings.record_type), settings, finish)
+    if start < len(splits):
+        rest = _read_tf(splits[start:], data, target, settings, spec)
+        yield from skip_rows(rest, skip) if skip else rest
+
+
+def _read_tf(splits: tuple[Split, ...], data: StructType, target: pa.Schema | None,
+             settings: ReadSettings, spec: PartitionSpec) -> Iterator[pa.RecordBatch]:
     decoder = Decoder(data, settings.record_type, skip_corrupt=settings.ignore_corrupt_records)
     zone = settings.time_zone or "UTC"
     for group in grouped(splits, settings):
