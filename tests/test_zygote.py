@@ -150,3 +150,17 @@ def test_a_zygote_that_is_gone_is_started_again(shared_server, digits, mnist_exp
     again = run_client(shared_server, digits[0], mnist_export)
     assert [i for i, _ in again] == list(range(40))
     assert len(zygotes() - old) == 1
+
+
+@pytest.mark.parametrize("value, told", [("Bogus", True), (" Shared ", False), ("", True)])
+def test_an_unknown_preload_mode_is_named_with_the_accepted_ones(value: str, told: bool) -> None:
+    """The daemon, run as Spark runs it (here a planning daemon, which preloads nothing),
+    reports an unknown ``SPARKTF_PRELOAD`` on stderr (the executor's log) and still serves."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sparktf.spark.daemon", "pyspark.sql.worker.plan_data_source_read"],
+        env={**os.environ, "SPARKTF_PRELOAD": value}, stdin=subprocess.DEVNULL,
+        capture_output=True, timeout=60)
+    assert len(done.stdout) == 4, done.stderr.decode()[-2000:]  # it served: its port
+    line = f"sparktf daemon: SPARKTF_PRELOAD={value!r} is not one of daemon, shared, off; " \
+           "using daemon"
+    assert (line in done.stderr.decode()) is told, done.stderr.decode()

@@ -32,6 +32,8 @@ from typing import Any
 
 #: The worker module of the daemon that forks task workers (PySpark passes it as argv[1]).
 TASK_WORKER = "pyspark.worker"
+#: The values ``SPARKTF_PRELOAD`` takes (the first is the default).
+MODES = ("daemon", "shared", "off")
 
 
 def preload() -> None:
@@ -65,12 +67,33 @@ def patched_worker() -> Any:
     return worker
 
 
+def preload_mode() -> str:
+    """``SPARKTF_PRELOAD`` (case-insensitive); another value is reported on stderr (the
+    executor's log) with the accepted ones, and the default is used.
+
+    Examples
+    --------
+    >>> import os
+    >>> os.environ["SPARKTF_PRELOAD"] = "Shared"
+    >>> preload_mode()
+    'shared'
+    >>> del os.environ["SPARKTF_PRELOAD"]
+    """
+    raw = os.environ.get("SPARKTF_PRELOAD", MODES[0])
+    mode = raw.strip().lower()
+    if mode not in MODES:
+        print(f"sparktf daemon: SPARKTF_PRELOAD={raw!r} is not one of {', '.join(MODES)}; "
+              f"using {MODES[0]}", file=sys.stderr)
+        return MODES[0]
+    return mode
+
+
 def main() -> None:
     """Run PySpark's daemon, after :func:`preload` in the daemon of task workers; with
     ``SPARKTF_PRELOAD=shared``, hand each task to this host's zygote instead
     (:mod:`sparktf.spark.zygote`)."""
     task_daemon = sys.argv[1:2] in ([], [TASK_WORKER])
-    mode = os.environ.get("SPARKTF_PRELOAD", "daemon").lower()
+    mode = preload_mode()
     if task_daemon and mode == "shared":
         from sparktf.spark import zygote
 
