@@ -83,10 +83,10 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConnectS
     server.start()
     try:
         yield server
-    finally:
-        server.stop()
-        for pid in set(zygote_tree()) - before:
+    finally:  # the zygote outlives the server by design (idle exit): end it first, or
+        for pid in set(zygote_tree()) - before:  # stop() waits its whole timeout for it
             with_suppressed_kill(pid)
+        server.stop()
 
 
 def with_suppressed_kill(pid: int) -> None:
