@@ -87,6 +87,23 @@ def sparktf_write(spark, source: str, out: str) -> None:
     sparktf.write_tfrecords(spark.read.parquet(source), out, mode="overwrite")
 
 
+def _defaults(spark, fn):
+    """``fn`` run with the session's ``spark.sql.files.maxPartitionBytes`` unset (this
+    bench sets 64 MiB): each conversion route then packs tasks as it does by default."""
+    key = "spark.sql.files.maxPartitionBytes"
+
+    def run() -> None:
+        saved = spark.conf.get(key, None)
+        spark.conf.unset(key)
+        try:
+            fn()
+        finally:
+            if saved is not None:
+                spark.conf.set(key, saved)
+
+    return run
+
+
 def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[list, float]]:
     """Seconds of each round (and peak worker RSS) of each reader over alternating ``rounds``,
     every timed run starting with its input read once (``warm_cache``)."""
@@ -101,6 +118,12 @@ def _read_rounds(spark, data: Path, same: Path, rounds: int) -> dict[str, tuple[
         "sparktf.tfrecords_to_parquet (pyarrow in the tasks)": (
             files_list, lambda: sparktf.tfrecords_to_parquet(
                 spark, str(data), str(data) + ".pyarrow", schema_hint=HINT, mode="overwrite")),
+        "sparktf read -> Parquet files, Spark's default task size (128 MiB)": (
+            files_list, _defaults(spark, lambda: _to_parquet(spark, str(data),
+                                                             str(data) + ".converted"))),
+        "sparktf.tfrecords_to_parquet, its default task size (1 GiB)": (
+            files_list, _defaults(spark, lambda: sparktf.tfrecords_to_parquet(
+                spark, str(data), str(data) + ".pyarrow", schema_hint=HINT, mode="overwrite"))),
         "TFModel fused over the files -> noop (read + score)": (
             files_list, lambda: _noop(_scored(spark, str(data)))),
     }
