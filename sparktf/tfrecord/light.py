@@ -7,11 +7,13 @@ task paid the import again, for a handful of rows. Here such a worker reads the 
 records of its task with :func:`~sparktf.tfrecord.framing.scan_records` and decodes them with
 protobuf (:meth:`~sparktf.tfrecord.decode.Decoder.decode_records`, TensorFlow's own message
 classes from :mod:`sparktf.tfrecord.protos`): in the same batches as the ``tf.data`` path
-(``batchSize`` records from each split's start), so that each batch decodes to the same rows
-or fails the same way. It hands the rest to that path (:func:`read`'s return value) when
-the light reading has taken :data:`LIGHT_SECONDS` and its first rows have surely left
-the worker's output buffer, or at anything it does not take: a remote or unplanned split,
-a framing fault, a batch that does not decode, a skip mode. That path reads the split it
+(``batchSize`` records from each split's start), so that each batch it takes decodes to the
+same rows (``tests/test_fuzz.py`` checks it). It hands the rest to that path
+(:func:`read`'s return value) when the light reading has taken :data:`LIGHT_SECONDS` and
+its first rows have surely left the worker's output buffer, or at anything it does not
+take: a remote or unplanned split,
+a framing fault, a batch that does not decode (protobuf refuses some records that
+TensorFlow's laxer parser takes), a skip mode. That path reads the split it
 is handed from its start and drops the rows already sent, so faults are reported exactly
 as without this.
 
