@@ -11,11 +11,10 @@ classes from :mod:`sparktf.tfrecord.protos`): in the same batches as the ``tf.da
 same rows (``tests/test_fuzz.py`` checks it). It hands the rest to that path
 (:func:`read`'s return value) when the light reading has taken :data:`LIGHT_SECONDS` and
 its first rows have surely left the worker's output buffer, or at anything it does not
-take: a remote or unplanned split,
-a framing fault, a batch that does not decode (protobuf refuses some records that
-TensorFlow's laxer parser takes), a skip mode. That path reads the split it
-is handed from its start and drops the rows already sent, so faults are reported exactly
-as without this.
+take: a remote or unplanned split, a framing fault, a batch that does not decode (protobuf
+refuses some records that TensorFlow's laxer parser takes), a skip mode. That path reads
+the split it is handed from its start and drops the rows already sent, so faults are
+reported exactly as without this.
 
 A small task (the walk-through's 2,000 records) is read whole before the budget runs out,
 and never imports TensorFlow at all. A process that has TensorFlow already (the preloading
