@@ -32,7 +32,7 @@ def session_key(spark: Any) -> str:
     classic application's id)."""
     if is_connect(spark):
         return str(spark.session_id)
-    return str(spark.sparkContext.applicationId)
+    return str(spark.conf.get("spark.app.id"))
 
 
 def _conf(spark: Any, key: str) -> str | None:
@@ -72,7 +72,7 @@ def on_this_host(spark: Any) -> bool:
     be anywhere: False."""
     if is_connect(spark):
         return False
-    return str(spark.sparkContext.master).startswith("local")
+    return (_conf(spark, "spark.master") or "").startswith("local")
 
 
 def set_log_level(spark: Any, level: str) -> None:

@@ -45,20 +45,24 @@ def read_splits(splits: Iterable[Split], *, schema: StructType, settings: ReadSe
         def finish(batch: pa.RecordBatch, split: Split) -> pa.RecordBatch:
             if target is None:
                 return batch
-            values = dict(zip(spec.names, spec.typed(split.partition, zone), strict=True))
-            return with_constants(batch, target, values)
+            return with_constants(batch, target, _values(spec, split, zone))
 
         start, skip = yield from light.read(
             splits, Decoder(data, settings.record_type), settings, finish)
     if start < len(splits):
-        rest = _read_tf(splits[start:], data, target, settings, spec)
+        rest = _read_tf(splits[start:], data, target, settings, spec, zone)
         yield from skip_rows(rest, skip) if skip else rest
 
 
+def _values(spec: PartitionSpec, split: Split, zone: str) -> dict[str, object]:
+    """The partition values of ``split``'s directory, by column name."""
+    return dict(zip(spec.names, spec.typed(split.partition, zone), strict=True))
+
+
 def _read_tf(splits: tuple[Split, ...], data: StructType, target: pa.Schema | None,
-             settings: ReadSettings, spec: PartitionSpec) -> Iterator[pa.RecordBatch]:
+             settings: ReadSettings, spec: PartitionSpec,
+             zone: str) -> Iterator[pa.RecordBatch]:
     decoder = Decoder(data, settings.record_type, skip_corrupt=settings.ignore_corrupt_records)
-    zone = settings.time_zone or "UTC"
     for group in grouped(splits, settings):
         if isinstance(group, Run):
             for batch, owners in read_run(group, decoder, settings):
@@ -68,7 +72,7 @@ def _read_tf(splits: tuple[Split, ...], data: StructType, target: pa.Schema | No
                 yield batch
             continue
         decoder.skipped = 0
-        values = dict(zip(spec.names, spec.typed(group.partition, zone), strict=True))
+        values = _values(spec, group, zone)
         for batch in read_split(group, decoder, settings):
             yield with_constants(batch, target, values) if target is not None else batch
 
