@@ -26,10 +26,23 @@ from types import ModuleType
 from sparktf.errors import SparkTFError
 
 _TF: ModuleType | None = None
+_IMPORTING = threading.RLock()  # one import (and one filter of fd 2) at a time
 
 
 def tensorflow() -> ModuleType:
-    """Import TensorFlow once per process, quietly, with a clear error when it is missing."""
+    """Import TensorFlow once per process, quietly, with a clear error when it is missing.
+
+    Thread-safe: a caller that comes while another thread imports (:func:`warm_up`) waits
+    for it, as two filters of fd 2 at once would close each other's descriptors.
+    """
+    if _TF is None:
+        with _IMPORTING:
+            _import()
+    assert _TF is not None
+    return _TF
+
+
+def _import() -> None:
     global _TF
     if _TF is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -51,7 +64,6 @@ def tensorflow() -> ModuleType:
         # process, so move them out of the collector's sight.
         gc.freeze()
         _TF = tf
-    return _TF
 
 
 def loaded() -> bool:

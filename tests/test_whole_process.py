@@ -257,6 +257,20 @@ def test_export_and_inspect_from_fresh_processes(tmp_path) -> None:
     assert lines == [lines[-1]] and "does not exist" in lines[-1]
 
 
+@pytest.mark.parametrize("onednn", ["1", "0"])
+def test_tensorflow_imported_from_two_threads_at_once(onednn: str) -> None:
+    """The CLI imports TensorFlow in a background thread while its main thread may need it
+    too: the second caller waits, both get the module, stderr stays usable and quiet (two
+    filters of fd 2 at once used to close each other's descriptors: EBADF, a stray marker)."""
+    code = ("import sys\nfrom sparktf import _tf\n_tf.warm_up()\ntf = _tf.tensorflow()\n"
+            "_tf._WARMING.join()\nprint(tf.__name__)\nprint('still here', file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=user_env(onednn), timeout=120)
+    lines = quiet(done)
+    assert done.stdout.split() == ["tensorflow"]
+    assert lines == ["still here"]
+
+
 # -- sparktf convert ---------------------------------------------------------------------------
 
 
