@@ -3,12 +3,14 @@ fresh client's `TFModel.transform(...).collect()`, with the server's daemons pre
 TensorFlow per session (`SPARKTF_PRELOAD=daemon`, the default) or forking from one shared
 zygote per host (`shared`); then the server's memory over many client sessions.
 
-    .venv/bin/python bench/connect_warm.py [--runs 5] [--sessions 50]
+    .venv/bin/python bench/connect_warm.py [--runs 5] [--sessions 50] [--modes daemon,shared]
+                                           [--memory_modes shared]
 
 Both servers run side by side (one at a time, alternating runs); each is started as the
 README says, warmed by one run, and then timed. Memory: the proportional set size (PSS,
 shared pages divided among their sharers) of the server JVM and every process under it,
-summed, after each batch of client sessions.
+summed, after each batch of client sessions and once more after the last has been idle
+for a while, by kind of process.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench.common import make_tfrecords  # noqa: E402
 from tests.connect_server import ConnectServer, descendants  # noqa: E402
 
 BIN = Path(sys.executable).parent
+IDLE = 75  # s: past Spark's idle-worker timeout (60 s, checked every 10 s)
 HINT = "struct<image:array<float>,label:array<float>>"
 CLIENT = """
 import sys, time
@@ -54,21 +58,36 @@ def zygotes() -> list[int]:
     return found
 
 
-def pss_mib(pid: int) -> float:
-    """The server and everything under it, and the zygote (a new session's child of init)
-    and its workers."""
-    total = 0
-    procs = {pid, *descendants(pid)}
-    for zygote in zygotes():
-        procs |= {zygote, *descendants(zygote)}
-    for p in procs:
+def pss_mib(pid: int) -> dict[str, float]:
+    """PSS in MiB of the server JVM, the session daemons under it, the other Python
+    processes under it (planning daemons and workers, or `daemon` mode's task workers),
+    and the zygote (started by the first session's daemon) with its workers."""
+    forked = {p for zygote in zygotes() for p in descendants(zygote)}
+    parts: dict[str, Any] = {"jvm": [pid], "session daemons": [], "python": [],
+                             "zygote+workers": forked}
+    for p in set(descendants(pid)[1:]) - forked:  # a zygote is a child of the daemon that
         try:
-            for line in Path(f"/proc/{p}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1])
+            line = Path(f"/proc/{p}/cmdline").read_bytes()
         except OSError:
-            pass
-    return total / 1024
+            continue
+        relay = line.startswith(b"sparktf-daemon-relay") or b"sparktf.spark.daemon" in line
+        parts["session daemons" if relay else "python"].append(p)  # started it
+    return {name: sum(_pss_kib(p) for p in set(pids)) / 1024 for name, pids in parts.items()}
+
+
+def _pss_kib(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+            if line.startswith("Pss:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def shown(memory: dict[str, float]) -> str:
+    parts = ", ".join(f"{name} {value:,.0f}" for name, value in memory.items())
+    return f"{sum(memory.values()):,.0f} MiB ({parts})"
 
 
 def timed(cmd: list[str], env: dict[str, str]) -> float:
@@ -84,6 +103,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--sessions", type=int, default=50)
     parser.add_argument("--modes", default="daemon,shared")
+    parser.add_argument("--memory_modes", default="shared",  # daemon: ~220 MiB a session
+                        help="the servers whose memory is followed over --sessions")
     args = parser.parse_args()
     from tests.models import build_mnist
 
@@ -116,7 +137,8 @@ def main() -> None:
         for mode, found in results.items():
             print(f"{mode}: infer --remote {sorted(found['infer'])} s; transform "
                   f"{sorted(found['transform'])} s")
-        for mode, server in servers.items():
+        for mode in filter(None, args.memory_modes.split(",")):
+            server = servers[mode]
             memory = [pss_mib(server.pid)]
             for batch in range(args.sessions // 10):
                 for _ in range(10):
@@ -124,8 +146,11 @@ def main() -> None:
                            HINT], env)
                 memory.append(pss_mib(server.pid))
                 print(f"{mode}: after {10 * (batch + 1)} more sessions: server PSS "
-                      f"{memory[-1]:,.0f} MiB", flush=True)
-            print(f"{mode}: server PSS {' -> '.join(f'{m:,.0f}' for m in memory)} MiB")
+                      f"{shown(memory[-1])}", flush=True)
+            time.sleep(IDLE)  # Spark ends a session's pooled workers after a minute idle
+            print(f"{mode}: {IDLE} s later: server PSS {shown(pss_mib(server.pid))}")
+            totals = (f"{sum(m.values()):,.0f}" for m in memory)
+            print(f"{mode}: server PSS {' -> '.join(totals)} MiB")
     finally:
         for server in servers.values():
             server.stop()

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.connect_server import ConnectServer
+from tests.connect_server import ConnectServer, alive
 from tests.models import mnist_numpy
 
 CLIENT = """
@@ -62,6 +62,7 @@ def has_tensorflow(pid: int) -> bool:
 
 
 def session_daemons(server: ConnectServer) -> list[int]:
+    """The sessions' task daemons under the server: each has become a relay."""
     from tests.connect_server import descendants
 
     out = []
@@ -70,9 +71,22 @@ def session_daemons(server: ConnectServer) -> list[int]:
             line = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
         except OSError:
             continue
-        if "sparktf.spark.daemon pyspark.worker" in line:
+        if line.startswith("sparktf-daemon-relay"):
             out.append(pid)
     return out
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def stderr_of(pid: int) -> str:
+    """What the process's stderr is (a pipe's inode): a session's relay and its workers
+    share the one Spark reads."""
+    return os.readlink(f"/proc/{pid}/fd/2")
 
 
 @pytest.fixture(scope="module")
@@ -136,9 +150,31 @@ def test_sessions_fork_their_workers_from_one_zygote(shared_server, digits,
     assert zygotes() == {zygote}  # the second session used the same one
     daemons = session_daemons(shared_server)
     assert len(daemons) >= 2, daemons  # one per client session (SPARK-54055) ...
-    assert not [d for d in daemons if has_tensorflow(d)]  # ... none with TensorFlow
+    assert all(Path(f"/proc/{d}/comm").read_text().strip() == "cat" for d in daemons)
+    assert max(rss_kib(d) for d in daemons) < 4096  # ... each a relay, no interpreter
     workers = [pid for pid, parent in zygote_tree().items() if parent == zygote]
     assert workers and all(has_tensorflow(w) for w in workers)  # forked with it loaded
+    sessions_of = {stderr_of(w) for w in workers}
+    assert sessions_of <= {stderr_of(d) for d in daemons}
+
+
+def test_a_stopped_session_daemon_takes_its_workers_along(shared_server, digits,
+                                                          mnist_export) -> None:
+    """Spark stops a daemon with SIGTERM (at its own stop, or to start it again): the zygote
+    then ends that session's workers and keeps the others'."""
+    relays = []
+    for _ in range(2):  # two fresh sessions, their workers pooled (Spark ends them idle 60 s)
+        known = set(session_daemons(shared_server))
+        run_client(shared_server, digits[0], mnist_export)
+        (relay,) = set(session_daemons(shared_server)) - known
+        relays.append(relay)
+    (zygote,) = zygotes()
+    workers = [pid for pid, parent in zygote_tree().items() if parent == zygote]
+    stopped, kept = ([w for w in workers if stderr_of(w) == stderr_of(r)] for r in relays)
+    assert stopped and kept
+    os.kill(relays[0], signal.SIGTERM)
+    wait_until(lambda: not any(alive(p) for p in stopped))
+    assert all(alive(p) for p in kept)
 
 
 def test_a_zygote_that_is_gone_is_started_again(shared_server, digits, mnist_export) -> None:
@@ -164,3 +200,57 @@ def test_an_unknown_preload_mode_is_named_with_the_accepted_ones(value: str, tol
     line = f"sparktf daemon: SPARKTF_PRELOAD={value!r} is not one of daemon, shared, off; " \
            "using daemon"
     assert (line in done.stderr.decode()) is told, done.stderr.decode()
+
+
+@pytest.mark.parametrize("unix", [False, True], ids=["tcp", "unix-socket"])
+def test_a_daemon_played_as_spark_plays_it(tmp_path: Path, unix: bool) -> None:
+    """PySpark's daemon protocol against the real zygote, with this test as Spark: a port
+    (or socket path) on stdout, a worker pid on each connection, a pid on stdin kills that
+    worker only, and stdin closed ends the daemon, its other workers and its socket."""
+    import socket
+    import struct
+
+    before = zygotes()
+    env = {**os.environ, "SPARKTF_PRELOAD": "shared", "PYTHON_WORKER_FACTORY_SECRET": "x",
+           "SPARK_REUSE_WORKER": "1"}
+    if unix:
+        env.update(PYTHON_UNIX_DOMAIN_ENABLED="true", PYTHON_WORKER_FACTORY_SOCK_DIR=str(tmp_path))
+    daemon = subprocess.Popen([sys.executable, "-m", "sparktf.spark.daemon", "pyspark.worker"],
+                              env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    try:
+        (head,) = struct.unpack("!i", daemon.stdout.read(4))
+        where: Any = daemon.stdout.read(head).decode() if unix else ("127.0.0.1", head)
+
+        def worker() -> tuple[socket.socket, int]:
+            sock = socket.socket(socket.AF_UNIX if unix else socket.AF_INET)
+            sock.connect(where)
+            return sock, struct.unpack("!i", sock.recv(4, socket.MSG_WAITALL))[0]
+
+        (first, one), (second, two) = worker(), worker()
+        assert {one, two} <= set(zygote_tree()) and one != two
+        assert Path(f"/proc/{daemon.pid}/comm").read_text().strip() == "cat"
+        daemon.stdin.write(struct.pack("!i", one))
+        daemon.stdin.flush()
+        wait_until(lambda: not alive(one))
+        assert alive(two)
+        daemon.stdin.close()  # Spark gone
+        assert daemon.wait(timeout=10) == 0
+        wait_until(lambda: not alive(two))
+        if unix:
+            assert not Path(where).exists()
+        else:
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(where, timeout=5)
+        first.close()
+        second.close()
+    finally:
+        daemon.kill()
+        for pid in zygotes() - before:
+            with_suppressed_kill(pid)
+
+
+def wait_until(condition: Any, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)

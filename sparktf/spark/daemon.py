@@ -96,13 +96,11 @@ def main() -> None:
     mode = preload_mode()
     if task_daemon and mode == "shared":
         from sparktf.spark import zygote
+        from sparktf.spark.shared_daemon import serve
 
         conn = zygote.connect()
-        if conn is not None:
-            from sparktf.spark.shared_daemon import manager
-
-            manager(conn)
-            return
+        if conn is not None and serve(conn):
+            return  # not reached: serve() replaced this process
         print("sparktf daemon: no zygote could be started; preloading here", file=sys.stderr)
     if task_daemon and mode != "off":
         try:

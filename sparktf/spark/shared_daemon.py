@@ -1,22 +1,32 @@
-"""A PySpark daemon whose workers the host's zygote forks (``SPARKTF_PRELOAD=shared``).
+"""A session's PySpark daemon under ``SPARKTF_PRELOAD=shared``: it registers with the host's
+zygote, then becomes a ``cat`` that relays Spark's kill requests to it.
 
-It speaks PySpark's daemon protocol to the JVM: it listens on a loopback TCP port (or a Unix
-socket when ``PYTHON_UNIX_DOMAIN_ENABLED=true``) and reports it on stdout; each connection is
-a request for a worker, handed to the zygote (:func:`sparktf.spark.zygote.hand_over`), whose
-forked worker writes its pid on the connection; a pid read from stdin is a worker to kill;
-stdin closed, or SIGTERM, ends the daemon. It imports neither TensorFlow nor PySpark's worker.
+Spark starts a daemon per executor and session and talks to it as PySpark's daemon protocol
+says: the daemon reports, on stdout, a loopback TCP port (or a Unix socket when
+``PYTHON_UNIX_DOMAIN_ENABLED=true``) where Spark connects for each worker; Spark writes the
+pid of a worker to kill on its stdin, closes stdin when it goes away, and sends SIGTERM to
+stop it. Here the daemon makes that socket, hands it to the zygote
+(:func:`sparktf.spark.zygote.register`), which accepts Spark's requests and forks the
+workers, reports it, and then executes ``cat`` with stdout on its connection to the zygote:
+the kill requests reach the zygote, and the zygote learns that the daemon ended (stopped by
+Spark, or stdin closed) when that connection closes. The process Spark waits on stays the
+one it started, at a fraction of a Python interpreter's memory.
 """
 
 from __future__ import annotations
 
 import os
-import select
+import shutil
 import signal
 import socket
+import struct
 import sys
 import uuid
 
 from sparktf.spark import zygote
+
+#: The relay when no ``cat`` is on PATH: Python without site packages.
+_RELAY = "import os\nwhile (b := os.read(0, 65536)):\n    os.write(1, b)"
 
 
 def _listen() -> tuple[socket.socket, str | None]:
@@ -37,67 +47,34 @@ def _listen() -> tuple[socket.socket, str | None]:
     return listener, path
 
 
-def manager(conn: socket.socket) -> None:
-    """Serve the JVM until it closes stdin; workers come from the zygote on ``conn``."""
-    from pyspark.serializers import read_int, write_int, write_with_length
-
-    os.setpgid(0, 0)
+def serve(conn: socket.socket) -> bool:
+    """Register with the zygote on ``conn``, report the socket and become the relay (never
+    returns then); False if the zygote would not take the session."""
     listener, path = _listen()
-    stdin = os.fdopen(sys.stdin.fileno(), "rb", 4)
-    stdout = os.fdopen(sys.stdout.fileno(), "wb", 4)
-    if path is not None:
-        write_with_length(path.encode("utf-8"), stdout)
-    else:
-        write_int(listener.getsockname()[1], stdout)
-    stdout.flush()
-
-    def shutdown(*_: object) -> None:
-        if path is not None and os.path.exists(path):
-            os.remove(path)
-        sys.exit(0)
-
-    signal.signal(signal.SIGTERM, shutdown)
-    signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    reuse = bool(os.environ.get("SPARK_REUSE_WORKER"))
-    authenticated = path is not None  # a Unix socket needs no secret
-    poller = select.poll()
-    poller.register(0, select.POLLIN)
-    poller.register(listener, select.POLLIN)
-    while True:
-        ready = {fd for fd, _ in poller.poll(1000)}
-        if 0 in ready:
-            try:
-                pid = read_int(stdin)
-            except EOFError:  # Spark told us to exit
-                shutdown()
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
-        if listener.fileno() in ready:
-            task, _ = listener.accept()
-            try:
-                conn = _hand_over(conn, task, authenticated, reuse)
-            except OSError as exc:  # no zygote at all: tell Spark, as a failed fork
-                outfile = task.makefile(mode="wb")
-                write_int(exc.errno or 1, outfile)
-                outfile.flush()
-                outfile.close()
-            finally:
-                task.close()
-
-
-def _hand_over(conn: socket.socket, task: socket.socket, authenticated: bool,
-               reuse: bool) -> socket.socket:
-    """Hand ``task`` to the zygote, starting a new one if it is gone (idle, killed); the
-    connection to use next."""
     try:
-        zygote.hand_over(conn, task, authenticated=authenticated, reuse=reuse)
-        return conn
-    except OSError:
-        conn.close()
-    fresh = zygote.connect()
-    if fresh is None:
-        raise OSError("the sparktf zygote is gone and could not be started again")
-    zygote.hand_over(fresh, task, authenticated=authenticated, reuse=reuse)
-    return fresh
+        zygote.register(conn, listener, socket_path=path, authenticated=path is not None,
+                        reuse=bool(os.environ.get("SPARK_REUSE_WORKER")))
+    except OSError:  # ConnectionError included: the zygote went away meanwhile
+        listener.close()
+        if path is not None:
+            os.remove(path)
+        return False
+    if path is not None:  # PySpark's write_with_length / write_int, on the raw stdout
+        encoded = path.encode("utf-8")
+        os.write(1, struct.pack("!i", len(encoded)) + encoded)
+    else:
+        os.write(1, struct.pack("!i", listener.getsockname()[1]))
+    listener.close()  # the zygote has its own copy
+    _relay(conn)
+    return True  # not reached
+
+
+def _relay(conn: socket.socket) -> None:
+    """Become ``cat``: Spark's stdin to the zygote's connection, until either side ends."""
+    os.dup2(conn.fileno(), 1)
+    signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as PySpark's daemon (kept across exec)
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the zygote gone: end quietly
+    cat = shutil.which("cat")
+    if cat is not None:
+        os.execv(cat, ["sparktf-daemon-relay"])
+    os.execv(sys.executable, [sys.executable, "-S", "-E", "-c", _RELAY])

@@ -1,20 +1,27 @@
 """One TensorFlow-preloaded process per host that the task workers of every session fork from.
 
-Spark Connect gives each client session its own PySpark daemon on the server (SPARK-54055),
-so with :mod:`sparktf.spark.daemon` each session pays TensorFlow's import (3-4 s) again, and
-each session's daemon keeps its own copy (~400 MiB) until the server stops. With
-``SPARKTF_PRELOAD=shared`` in the server's environment, a daemon preloads nothing; it hands
-each connection Spark makes to it (the task socket, with its own stdout and stderr) to the
-*zygote*: one long-lived process per host, user and installation (interpreter, sparktf,
-PySpark and TensorFlow files), which imported TensorFlow once and forks a worker for each
-connection. The worker takes the daemon's environment and working directory (the session's
-secret, its artifact folder on ``sys.path``), tells Spark its process id on the task socket,
-and runs PySpark's worker loop, exactly as a worker forked by the daemon would.
+Spark Connect gives each client session its own PySpark daemon on the server, kept until
+the server stops (SPARK-54055), so with :mod:`sparktf.spark.daemon` each session pays
+TensorFlow's import (3-4 s) again and keeps its own copy (~400 MiB). With
+``SPARKTF_PRELOAD=shared`` in the server's environment, a session's daemon preloads nothing:
+it *registers* with the host's zygote (one long-lived process per host, user and
+installation: interpreter, sparktf, PySpark and TensorFlow files, which imported TensorFlow
+once) and hands it the socket on which Spark asks for workers, its stdout and stderr, and
+its environment and working directory (:mod:`sparktf.spark.shared_daemon`). The zygote
+accepts those requests itself and forks a worker for each: the worker takes the session's
+environment (its secret, its artifact folder on ``sys.path``), tells Spark its process id on
+the task socket, and runs PySpark's worker loop, exactly as a worker forked by the daemon
+would. The daemon then replaces itself with ``cat``, relaying to the zygote the pids of
+workers Spark asks to kill (its stdin); it ends when Spark stops it or goes away, and the
+zygote then closes that session's socket and ends its workers. A session costs the server a
+``cat`` process (well under 1 MiB), not a Python daemon.
 
 The zygote listens on an abstract Unix socket (no file; one per network namespace), serves
 only processes of its own user (``SO_PEERCRED``), and exits after :data:`IDLE_SECONDS`
-without a request. The first daemon that finds none starts it (a detached process) and
-waits for it; should that fail, the daemon forks its workers itself.
+without a session or a request. The first daemon that finds none starts it (a detached
+process) and waits for it; should that fail, the daemon forks its workers itself. Should the
+zygote die, Spark finds the sessions' sockets closed and starts their daemons again (two
+warnings in its log), which start a new zygote.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ import sys
 import time
 from typing import Any
 
-IDLE_SECONDS = 600.0  #: the zygote exits after this long without a request
+IDLE_SECONDS = 600.0  #: the zygote exits after this long without a session or a request
 START_SECONDS = 60.0  #: how long a daemon waits for a zygote it started
 _HEADER = struct.Struct("!I")
 
@@ -81,18 +88,17 @@ def _try(name: str) -> socket.socket | None:
     return conn
 
 
-def hand_over(zygote: socket.socket, task: socket.socket, *, authenticated: bool,
-              reuse: bool) -> int:
-    """Send the task connection (and this process's stdout, stderr, environment and working
-    directory) to the zygote; the pid of the worker it forked."""
+def register(zygote: socket.socket, listener: socket.socket, *, socket_path: str | None,
+             authenticated: bool, reuse: bool) -> None:
+    """Hand the zygote this session's worker-request socket ``listener`` (and this process's
+    stdout, stderr, environment and working directory); returns once it serves them."""
     note = json.dumps({"env": dict(os.environ), "cwd": os.getcwd(), "argv": sys.argv,
-                       "path": sys.path, "authenticated": authenticated,
-                       "reuse": reuse}).encode()
-    fds = array.array("i", [task.fileno(), 1, 2])
+                       "path": sys.path, "authenticated": authenticated, "reuse": reuse,
+                       "socket_path": socket_path}).encode()
+    fds = array.array("i", [listener.fileno(), 1, 2])
     zygote.sendmsg([_HEADER.pack(len(note)), note],
                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-    reply = _read_exact(zygote, _HEADER.size)
-    return int(_HEADER.unpack(reply)[0])
+    _read_exact(zygote, _HEADER.size)  # the zygote's acknowledgement
 
 
 def _read_exact(conn: socket.socket, size: int) -> bytes:
@@ -108,10 +114,11 @@ def _read_exact(conn: socket.socket, size: int) -> bytes:
 # ---- zygote side -------------------------------------------------------------------------
 
 def serve(name: str) -> None:
-    """Preload, then fork a worker for each connection handed over, until idle."""
-    import selectors
+    """Preload, then serve the sessions that register, until idle."""
+    import resource
 
     from sparktf.spark.daemon import preload
+    from sparktf.spark.zygote_sessions import Sessions
 
     preload()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -120,51 +127,15 @@ def serve(name: str) -> None:
     except OSError:  # another zygote won the race
         return
     listener.listen(128)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a few descriptors a session
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
-    selector = selectors.DefaultSelector()
-    selector.register(listener, selectors.EVENT_READ)
-    last = time.monotonic()
-    while time.monotonic() - last < IDLE_SECONDS:
-        for key, _ in selector.select(timeout=5.0):
-            last = time.monotonic()
-            if key.fileobj is listener:
-                conn, _ = listener.accept()
-                if _peer_uid(conn) == os.getuid():
-                    selector.register(conn, selectors.EVENT_READ)
-                else:
-                    conn.close()
-            elif not _serve_one(key.fileobj, selector):  # type: ignore[arg-type]
-                selector.unregister(key.fileobj)
-                key.fileobj.close()  # type: ignore[union-attr]
+    Sessions(listener).run(IDLE_SECONDS)
 
 
-def _peer_uid(conn: socket.socket) -> int:
-    creds = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    return struct.unpack("3i", creds)[1]
-
-
-def _serve_one(conn: socket.socket, selector: Any) -> bool:
-    """Fork a worker for one request of a daemon; False when the daemon hung up."""
-    try:
-        note, fds = _receive(conn)
-    except (ConnectionError, OSError, ValueError):
-        return False
-    pid = os.fork()
-    if pid == 0:  # the listener and other daemons' connections are not the worker's
-        for key in list(selector.get_map().values()):
-            key.fileobj.close()
-        selector.close()
-        _worker(note, fds)  # never returns
-    for fd in fds:
-        os.close(fd)
-    try:
-        conn.sendall(_HEADER.pack(pid))
-    except OSError:
-        return False
-    return True
-
-
-def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+def receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
+    """A daemon's registration: its note and the descriptors that came with it."""
     fds = array.array("i")
     head, ancillary, _, _ = conn.recvmsg(_HEADER.size, socket.CMSG_SPACE(3 * fds.itemsize))
     if not head:
@@ -174,14 +145,14 @@ def _receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
             fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
     head += _read_exact(conn, _HEADER.size - len(head))
     note = json.loads(_read_exact(conn, _HEADER.unpack(head)[0]))
+    conn.sendall(_HEADER.pack(0))
     return note, list(fds)
 
 
-def _worker(note: dict[str, Any], fds: list[int]) -> None:
-    """In the forked child: become the daemon's worker for the task socket ``fds[0]``."""
+def worker(note: dict[str, Any], task_fd: int, out_fd: int, err_fd: int) -> None:
+    """In a forked child: become the session's worker for the task socket ``task_fd``."""
     code = 1
     try:
-        task_fd, out_fd, err_fd = fds
         os.dup2(out_fd, 1)
         os.dup2(err_fd, 2)
         with open(os.devnull, encoding="utf-8") as devnull:
@@ -194,7 +165,7 @@ def _worker(note: dict[str, Any], fds: list[int]) -> None:
         sys.path[:] = note["path"]
         sock = socket.socket(fileno=task_fd)
         code = _run(sock, note["authenticated"], note["reuse"])
-    except BaseException:  # noqa: BLE001 - reported on the daemon's stderr, as PySpark does
+    except BaseException:  # noqa: BLE001 - reported on the session's stderr, as PySpark does
         import traceback
 
         traceback.print_exc()
@@ -217,9 +188,9 @@ def _run(sock: socket.socket, authenticated: bool, reuse: bool) -> int:
     write_int(os.getpid(), outfile)  # Spark learns the worker's pid from its socket
     outfile.flush()
     outfile.close()
-    worker = patched_worker()
+    serve_task = patched_worker()
     while True:
-        code = worker(sock, authenticated)
+        code = serve_task(sock, authenticated)
         if code == 0:
             authenticated = True
         if not reuse or code:
