@@ -228,6 +228,7 @@ def test_a_daemon_played_as_spark_plays_it(tmp_path: Path, unix: bool) -> None:
 
         (first, one), (second, two) = worker(), worker()
         assert {one, two} <= set(zygote_tree()) and one != two
+        forked_by = zygote_tree()[one]
         assert Path(f"/proc/{daemon.pid}/comm").read_text().strip() == "cat"
         daemon.stdin.write(struct.pack("!i", one))
         daemon.stdin.flush()
@@ -241,8 +242,18 @@ def test_a_daemon_played_as_spark_plays_it(tmp_path: Path, unix: bool) -> None:
         else:
             with pytest.raises(ConnectionRefusedError):
                 socket.create_connection(where, timeout=5)
+        assert not Path(f"/proc/{one}").exists()  # reaped, not a zombie: its pid is free
         first.close()
         second.close()
+        again = subprocess.Popen(daemon.args, env=env, stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE)  # the zygote outlived that session
+        try:
+            (head,) = struct.unpack("!i", again.stdout.read(4))
+            where = again.stdout.read(head).decode() if unix else ("127.0.0.1", head)
+            _, three = worker()
+            assert zygote_tree()[three] == forked_by  # the same zygote serves the next one
+        finally:
+            again.kill()
     finally:
         daemon.kill()
         for pid in zygotes() - before:
@@ -254,3 +265,16 @@ def wait_until(condition: Any, timeout: float = 10.0) -> None:
     while not condition():
         assert time.monotonic() < deadline, "timed out"
         time.sleep(0.05)
+
+
+def test_the_relay_keeps_the_name_a_multicall_cat_needs(tmp_path: Path) -> None:
+    """BusyBox and uutils pick their program by argv[0]: run as anything but ``cat`` they
+    would not relay. A ``cat`` that is its own program gets a name ``ps -f`` tells apart."""
+    import shutil
+
+    from sparktf.spark.shared_daemon import relay_name
+
+    (tmp_path / "busybox").write_bytes(b"")
+    (tmp_path / "cat").symlink_to(tmp_path / "busybox")
+    assert relay_name(str(tmp_path / "cat")) == "cat"
+    assert relay_name(shutil.which("cat") or "/bin/cat") == "sparktf-daemon-relay"

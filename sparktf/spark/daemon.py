@@ -90,17 +90,20 @@ def preload_mode() -> str:
 
 def main() -> None:
     """Run PySpark's daemon, after :func:`preload` in the daemon of task workers; with
-    ``SPARKTF_PRELOAD=shared``, hand each task to this host's zygote instead
-    (:mod:`sparktf.spark.zygote`)."""
+    ``SPARKTF_PRELOAD=shared``, register with this host's zygote instead, which then forks
+    the task workers (:mod:`sparktf.spark.zygote`)."""
     task_daemon = sys.argv[1:2] in ([], [TASK_WORKER])
     mode = preload_mode()
     if task_daemon and mode == "shared":
         from sparktf.spark import zygote
         from sparktf.spark.shared_daemon import serve
 
-        conn = zygote.connect()
-        if conn is not None and serve(conn):
-            return  # not reached: serve() replaced this process
+        for _ in range(2):  # again if the one found was exiting (idle) meanwhile
+            conn = zygote.connect()
+            if conn is None:
+                break
+            serve(conn)  # returns only if the zygote did not take the session
+            conn.close()
         print("sparktf daemon: no zygote could be started; preloading here", file=sys.stderr)
     if task_daemon and mode != "off":
         try:

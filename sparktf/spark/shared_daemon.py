@@ -15,6 +15,7 @@ one it started, at a fraction of a Python interpreter's memory.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -31,8 +32,8 @@ _RELAY = "import os\nwhile (b := os.read(0, 65536)):\n    os.write(1, b)"
 
 def _listen() -> tuple[socket.socket, str | None]:
     if os.environ.get("PYTHON_UNIX_DOMAIN_ENABLED", "false").lower() == "true":
-        path = os.path.join(os.environ["PYTHON_WORKER_FACTORY_SOCK_DIR"],
-                            f".{uuid.uuid4()}.sock")
+        path = os.path.abspath(os.path.join(os.environ["PYTHON_WORKER_FACTORY_SOCK_DIR"],
+                                            f".{uuid.uuid4()}.sock"))
         listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         listener.bind(path)
     elif os.environ.get("SPARK_PREFER_IPV6", "false").lower() == "true":
@@ -70,11 +71,24 @@ def serve(conn: socket.socket) -> bool:
 
 
 def _relay(conn: socket.socket) -> None:
-    """Become ``cat``: Spark's stdin to the zygote's connection, until either side ends."""
+    """Become ``cat``: Spark's stdin to the zygote's connection, until either side ends.
+
+    Named ``sparktf-daemon-relay`` in ``ps -f`` where ``cat`` is its own program (a
+    multi-call binary such as BusyBox picks its program by that name, so it keeps
+    ``cat``); Python without site packages where there is none.
+    """
     os.dup2(conn.fileno(), 1)
+    os.setpgid(0, 0)  # as PySpark's daemon: out of the JVM's process group
     signal.signal(signal.SIGHUP, signal.SIG_IGN)  # as PySpark's daemon (kept across exec)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)  # the zygote gone: end quietly
     cat = shutil.which("cat")
     if cat is not None:
-        os.execv(cat, ["sparktf-daemon-relay"])
+        with contextlib.suppress(OSError):  # not executable after all: Python's relay
+            os.execv(cat, [relay_name(cat)])
     os.execv(sys.executable, [sys.executable, "-S", "-E", "-c", _RELAY])
+
+
+def relay_name(cat: str) -> str:
+    """The name the relay runs ``cat`` under: ``cat`` itself where it is a multi-call
+    binary (BusyBox, uutils: they pick the program by this name)."""
+    return "sparktf-daemon-relay" if os.path.basename(os.path.realpath(cat)) == "cat" else "cat"

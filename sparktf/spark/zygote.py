@@ -20,8 +20,10 @@ The zygote listens on an abstract Unix socket (no file; one per network namespac
 only processes of its own user (``SO_PEERCRED``), and exits after :data:`IDLE_SECONDS`
 without a session or a request. The first daemon that finds none starts it (a detached
 process) and waits for it; should that fail, the daemon forks its workers itself. Should the
-zygote die, Spark finds the sessions' sockets closed and starts their daemons again (two
-warnings in its log), which start a new zygote.
+zygote die (killed), the workers it forked serve on; Spark finds the sessions' sockets
+closed at its next request for a new worker and starts their daemons again (two warnings in
+its log), which start a new zygote. A kill request Spark relays meanwhile ends that relay,
+and Spark's next one to it fails the task that sent it (a write to a closed pipe).
 """
 
 from __future__ import annotations
@@ -31,7 +33,6 @@ import contextlib
 import hashlib
 import json
 import os
-import signal
 import socket
 import struct
 import subprocess
@@ -42,6 +43,7 @@ from typing import Any
 IDLE_SECONDS = 600.0  #: the zygote exits after this long without a session or a request
 START_SECONDS = 60.0  #: how long a daemon waits for a zygote it started
 _HEADER = struct.Struct("!I")
+ACK = _HEADER.pack(0)  #: the zygote's answer to a registration it serves
 
 
 def address() -> str:
@@ -127,25 +129,33 @@ def serve(name: str) -> None:
     except OSError:  # another zygote won the race
         return
     listener.listen(128)
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)  # a few descriptors a session
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)  # a few descriptors a session
     with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # workers are reaped by the kernel
-    Sessions(listener).run(IDLE_SECONDS)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (nofile[1], nofile[1]))
+    Sessions(listener, nofile=nofile).run(IDLE_SECONDS)
+    listener.close()  # before the interpreter's slow exit: a daemon then starts another
 
 
 def receive(conn: socket.socket) -> tuple[dict[str, Any], list[int]]:
-    """A daemon's registration: its note and the descriptors that came with it."""
+    """A daemon's registration: its note and the three descriptors that came with it
+    (closed again if anything is amiss)."""
     fds = array.array("i")
-    head, ancillary, _, _ = conn.recvmsg(_HEADER.size, socket.CMSG_SPACE(3 * fds.itemsize))
-    if not head:
-        raise ConnectionError("daemon gone")
+    head, ancillary, flags, _ = conn.recvmsg(_HEADER.size,
+                                             socket.CMSG_SPACE(3 * fds.itemsize))
     for level, kind, data in ancillary:
         if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
             fds.frombytes(data[:len(data) - (len(data) % fds.itemsize)])
-    head += _read_exact(conn, _HEADER.size - len(head))
-    note = json.loads(_read_exact(conn, _HEADER.unpack(head)[0]))
-    conn.sendall(_HEADER.pack(0))
+    try:
+        if not head:
+            raise ConnectionError("daemon gone")
+        if len(fds) != 3 or flags & socket.MSG_CTRUNC:
+            raise ValueError(f"expected 3 descriptors, found {len(fds)}")
+        head += _read_exact(conn, _HEADER.size - len(head))
+        note = json.loads(_read_exact(conn, _HEADER.unpack(head)[0]))
+    except BaseException:
+        for fd in fds:
+            os.close(fd)
+        raise
     return note, list(fds)
 
 
