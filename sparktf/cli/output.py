@@ -43,7 +43,8 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
 def write_output(df: Any, args: argparse.Namespace, *, on_server: bool = False) -> int | None:
     """Write the predictions; the rows written. A failed job leaves a local ``--output``
     exactly as it was. ``on_server``: the path is a Spark Connect server's, written by
-    Spark's writer there (the rows are then counted there: None here)."""
+    Spark's writer there; the rows are counted as the job runs (None for ``tfrecord``: the
+    caller counts them there)."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -67,15 +68,14 @@ def write_output(df: Any, args: argparse.Namespace, *, on_server: bool = False) 
             F.to_json(F.col(f"`{f.name}`")).alias(f.name) if isinstance(f.dataType, ArrayType)
             else F.col(f"`{f.name}`") for f in df.schema.fields
         ])
-    if not on_server:
-        rows = Observation("sparktf-rows")  # counted as the job runs, compared with the files
-        df = df.observe(rows, F.count(F.lit(1)).alias("rows"))
+    rows = Observation("sparktf-rows")  # counted as the job runs (locally: and in the files)
+    df = df.observe(rows, F.count(F.lit(1)).alias("rows"))
     writer = df.write.format(args.output_format).partitionBy(*partition_by)
     if args.output_format == "csv":
         writer = writer.option("header", "true")
-    if on_server:  # the server's path, written and counted there
+    if on_server:  # the server's path, written there
         writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
-        return None
+        return int(rows.get["rows"])
     if fs.is_remote(args.output):  # the connector's own protocol
         writer.mode("overwrite" if args.mode == "overwrite" else "error").save(args.output)
         return _count(args.output, args.output_format)

@@ -4,10 +4,10 @@ Everything that touches the input, the output or their folders runs on the serve
 Spark: a one-task job lists and samples the input there
 (:func:`sparktf.spark.api.planned_scan`), the
 fused path reads and scores the files in the server's tasks, Spark's writers write, the
-output check is a one-task job (:mod:`sparktf.spark.serverside`) and the row count a
-Spark read. The client reads only its arguments
-and the model's metadata (``--export_dir`` must be readable here as well as on the
-server's workers).
+output check is a one-task job (:mod:`sparktf.spark.serverside`), and the rows are counted
+as the write runs (an observation; for ``tfrecord``, a Spark read). The client reads only
+its arguments and the model's metadata (``--export_dir`` must be readable here as well as
+on the server's workers).
 """
 
 from __future__ import annotations
@@ -98,8 +98,9 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
             spark_args = copy.copy(args)
             if args.mode == "errorifexists":  # the name Spark Connect's writer accepts
                 spark_args.mode = "error"
-            write_output(model.transform(df), spark_args, on_server=True)
-            rows = count_on_server(spark, args)
+            rows = write_output(model.transform(df), spark_args, on_server=True)
+            if rows is None:  # tfrecord: sparktf's writer, counted by a read there
+                rows = count_on_server(spark, args)
     finally:
         spark.stop()  # a client session: the server keeps running
     seconds = time.perf_counter() - started
