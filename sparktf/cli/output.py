@@ -43,8 +43,9 @@ def check_connector(spark: Any, url: str, output_format: str) -> None:
 def write_output(df: Any, args: argparse.Namespace, *, on_server: bool = False) -> int | None:
     """Write the predictions; the rows written. A failed job leaves a local ``--output``
     exactly as it was. ``on_server``: the path is a Spark Connect server's, written by
-    Spark's writer there; the rows are counted as the job runs (None for ``tfrecord``: the
-    caller counts them there)."""
+    Spark's writer there; the rows are counted as the job runs (None where sparktf's own
+    writer wrote, ``tfrecord`` and Parquet on object stores: the caller counts them there,
+    not in this process, which may not see the server's paths)."""
     from pyspark.sql import Observation
     from pyspark.sql import functions as F
 
@@ -54,13 +55,13 @@ def write_output(df: Any, args: argparse.Namespace, *, on_server: bool = False) 
     partition_by = columns_arg(args.partition_by)
     if args.output_format == "tfrecord":
         sparktf.write_tfrecords(df, args.output, mode=args.mode, partition_by=partition_by)
-        return _count(args.output, args.output_format)
+        return None if on_server else _count(args.output, args.output_format)
     if args.output_format == "parquet" and fs.is_remote(args.output):
         from sparktf.spark.parquet_out import write_parquet
 
         write_parquet(df, args.output, overwrite=args.mode == "overwrite",
                       partition_by=partition_by)
-        return _count(args.output, args.output_format)
+        return None if on_server else _count(args.output, args.output_format)
     if args.output_format == "csv":
         from pyspark.sql.types import ArrayType
 

@@ -5,9 +5,9 @@ Spark: a one-task job lists and samples the input there
 (:func:`sparktf.spark.api.planned_scan`), the
 fused path reads and scores the files in the server's tasks, Spark's writers write, the
 output check is a one-task job (:mod:`sparktf.spark.serverside`), and the rows are counted
-as the write runs (an observation; for ``tfrecord``, a Spark read). The client reads only
-its arguments and the model's metadata (``--export_dir`` must be readable here as well as
-on the server's workers).
+as the write runs (an observation; where sparktf's own writer wrote, by a Spark read
+there). The client reads only its arguments and the model's metadata (``--export_dir``
+must be readable here as well as on the server's workers).
 """
 
 from __future__ import annotations
@@ -99,7 +99,7 @@ def run_remote(args: argparse.Namespace, input_mapping: dict[str, str],
             if args.mode == "errorifexists":  # the name Spark Connect's writer accepts
                 spark_args.mode = "error"
             rows = write_output(model.transform(df), spark_args, on_server=True)
-            if rows is None:  # tfrecord: sparktf's writer, counted by a read there
+            if rows is None:  # sparktf's own writer: counted by a read there
                 rows = count_on_server(spark, args)
     finally:
         spark.stop()  # a client session: the server keeps running
